@@ -1,0 +1,1 @@
+"""REST / WebSocket bridge (FastAPI) on top of the ROS graph."""

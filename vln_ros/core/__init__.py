@@ -1,0 +1,1 @@
+"""ROS-free core: images, keyframes, prompts, parsing, planning math, tasks."""

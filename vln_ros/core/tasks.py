@@ -178,26 +178,33 @@ class TaskStore:
             os.makedirs(parent, exist_ok=True)
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
         try:
+            # Read-only checks first: a file that is not ours must reach the corrupt copy
+            # exactly as it was found.
+            check = conn.execute('PRAGMA quick_check').fetchone()
+            if check is None or check[0] != 'ok':
+                raise sqlite3.DatabaseError(f'integrity check failed: {check}')
+            tables = {row[0] for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if 'schema_version' in tables:
+                (version,) = conn.execute('SELECT MAX(version) FROM schema_version').fetchone()
+                if version is not None and version > SCHEMA_VERSION:
+                    raise sqlite3.DatabaseError(
+                        f'schema version {version} is newer than {SCHEMA_VERSION}')
+            # A same-named table written by something else fails here, not on first use.
+            if 'tasks' in tables:
+                conn.execute(f'SELECT seq, {_TASK_COLUMNS} FROM tasks LIMIT 1').fetchall()
+            if 'history' in tables:
+                conn.execute(f'SELECT id, {_HISTORY_COLUMNS} FROM history LIMIT 1').fetchall()
             if not self._in_memory:
                 # WAL: readers never block the writer, and a crash mid-write keeps the old data.
                 conn.execute('PRAGMA journal_mode=WAL')
                 conn.execute('PRAGMA synchronous=NORMAL')
-            check = conn.execute('PRAGMA quick_check').fetchone()
-            if check is None or check[0] != 'ok':
-                raise sqlite3.DatabaseError(f'integrity check failed: {check}')
             with conn:
                 for statement in _SCHEMA:
                     conn.execute(statement)
-                row = conn.execute('SELECT MAX(version) FROM schema_version').fetchone()
-                if row[0] is None:
+                if conn.execute('SELECT COUNT(*) FROM schema_version').fetchone()[0] == 0:
                     conn.execute('INSERT INTO schema_version (version) VALUES (?)',
                                  (SCHEMA_VERSION,))
-                elif row[0] > SCHEMA_VERSION:
-                    raise sqlite3.DatabaseError(
-                        f'schema version {row[0]} is newer than {SCHEMA_VERSION}')
-            # Probe the columns: a same-named table from something else fails here, not later.
-            conn.execute(f'SELECT seq, {_TASK_COLUMNS} FROM tasks LIMIT 1').fetchall()
-            conn.execute(f'SELECT id, {_HISTORY_COLUMNS} FROM history LIMIT 1').fetchall()
         except BaseException:
             conn.close()
             raise
@@ -228,7 +235,7 @@ class TaskStore:
                             for c in _TASK_COLUMNS.split(',')[1:])
         with self._lock, self._conn:
             self._conn.execute(
-                f'INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({", ".join("?" * len(values))})'
+                f'INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({_placeholders(len(values))})'
                 f' ON CONFLICT (task_id) DO UPDATE SET {updates}', values)
             return self._prune_tasks()
 
@@ -266,7 +273,7 @@ class TaskStore:
                   json.dumps([[float(v) for v in wp] for wp in entry.waypoints]))
         with self._lock, self._conn:
             self._conn.execute(
-                f'INSERT INTO history ({_HISTORY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                f'INSERT INTO history ({_HISTORY_COLUMNS}) VALUES ({_placeholders(len(values))})',
                 values)
             self._conn.execute(
                 'DELETE FROM history WHERE task_id = ? AND id <= (SELECT id FROM history'
@@ -293,6 +300,10 @@ class TaskStore:
         """Close the connection (later calls raise sqlite3.ProgrammingError)."""
         with self._lock:
             self._conn.close()
+
+
+def _placeholders(count: int) -> str:
+    return ', '.join(['?'] * count)
 
 
 def _task_from_row(row: tuple) -> TaskRecord:
@@ -324,7 +335,9 @@ class KeyframeArchive:
         found = []
         for root, _dirs, names in os.walk(directory):
             for name in names:
-                if name.endswith('.jpg'):
+                if name.endswith('.jpg.tmp'):  # left by a crash between write and rename
+                    os.remove(os.path.join(root, name))
+                elif name.endswith('.jpg'):
                     path = os.path.join(root, name)
                     stat = os.stat(path)
                     found.append((stat.st_mtime_ns, path, stat.st_size))

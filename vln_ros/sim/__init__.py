@@ -1,0 +1,1 @@
+"""Simulator, oracle and the OpenAI-compatible test model server (test and demo tool)."""

@@ -1,0 +1,243 @@
+"""Task node: create, switch, stop and inspect navigation tasks; the Navigate action.
+
+A thin adapter around vln_ros.core.tasks.TaskManager. Every state change is published on
+vln/task_state (transient local, depth 1) before the service that caused it answers, so the
+perception and planner nodes follow a switch as soon as the caller sees it.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+
+from vln_ros.core.tasks import (
+    HistoryEntry,
+    TaskConfig,
+    TaskManager,
+    TaskRecord,
+    TaskStatus,
+    TaskStore,
+)
+from vln_ros.nodes.planner_node import STATUS_NAMES
+from vln_ros.nodes.ros_common import (
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    declare,
+    run_node,
+    sec_to_stamp,
+    stamp_to_sec,
+)
+from vln_ros_interfaces.action import Navigate
+from vln_ros_interfaces.msg import NavigationResult, TaskState, Waypoint
+from vln_ros_interfaces.msg import TaskConfig as TaskConfigMsg
+from vln_ros_interfaces.srv import CreateTask, GetTask, ListTasks, StopTask
+
+STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
+
+
+def config_from_msg(msg: TaskConfigMsg) -> TaskConfig:
+    """Service config (zeros mean defaults) to the core config."""
+    return TaskConfig.from_request(output_fps=float(msg.output_fps),
+                                   keyframe_threshold=float(msg.keyframe_threshold),
+                                   enable_visualization=bool(msg.enable_visualization))
+
+
+def state_msg(record: TaskRecord | None) -> TaskState:
+    """Core record to vln_ros_interfaces/TaskState (an empty state for None)."""
+    msg = TaskState()
+    if record is None:
+        return msg
+    msg.task_id = record.task_id
+    msg.instruction = record.instruction
+    msg.status = record.status.value
+    msg.config = TaskConfigMsg(output_fps=float(record.config.output_fps),
+                               keyframe_threshold=float(record.config.keyframe_threshold),
+                               enable_visualization=bool(record.config.enable_visualization))
+    msg.created = sec_to_stamp(record.created)
+    msg.updated = sec_to_stamp(record.updated)
+    msg.frames, msg.keyframes = record.frames, record.keyframes
+    msg.inferences, msg.errors = record.inferences, record.errors
+    msg.last_action = record.last_action
+    msg.last_environment = record.last_environment
+    msg.message = record.message
+    return msg
+
+
+def history_msg(entry: HistoryEntry) -> NavigationResult:
+    """Stored history entry back to a NavigationResult (raw text is not stored)."""
+    msg = NavigationResult(task_id=entry.task_id, sequence=entry.sequence,
+                           environment=entry.environment, action=entry.action,
+                           inference_time=float(entry.inference_time),
+                           status=STATUS_CODES.get(entry.status, NavigationResult.STATUS_OK))
+    msg.header.stamp = sec_to_stamp(entry.stamp)
+    msg.waypoints = [Waypoint(dx=float(a), dy=float(b), dtheta=float(c), confidence=float(d))
+                     for a, b, c, d in entry.waypoints]
+    return msg
+
+
+class TaskNode(Node):
+    """Serves vln/create_task, stop_task, get_task, list_tasks and the vln/navigate action."""
+
+    def __init__(self) -> None:
+        super().__init__('task_node')
+        db_path = declare(self, 'db_path', '~/.ros/vln_ros/tasks.db',
+                          'SQLite file of tasks and history (":memory:" keeps nothing)')
+        history_size = declare(self, 'history_size', 50,
+                               'Results kept per task and returned by get_task', 1, 10000)
+        max_tasks = declare(self, 'max_tasks', 200, 'Tasks kept in the database', 1, 100000)
+        completion_confidence = declare(self, 'completion_confidence', 0.7,
+                                        'Confidence of a "stop" answer that counts as arrival',
+                                        0.0, 1.0)
+        completion_count = declare(self, 'completion_count', 2,
+                                   'Consecutive confident "stop" answers that complete a task',
+                                   1, 100)
+        if db_path != ':memory:':
+            db_path = os.path.expanduser(db_path)
+            os.makedirs(os.path.dirname(db_path) or '.', exist_ok=True)
+        self._store = TaskStore(db_path, max_tasks=max_tasks, max_history=history_size)
+        if self._store.warning:
+            self.get_logger().warn(self._store.warning)
+        self._manager = TaskManager(self._store, clock=self._now, history_size=history_size,
+                                    completion_confidence=completion_confidence,
+                                    completion_count=completion_count)
+        self._changed = threading.Condition()
+        self._latest_result: dict[str, NavigationResult] = {}
+
+        group = ReentrantCallbackGroup()
+        self._state_pub = self.create_publisher(TaskState, 'vln/task_state', LATCHED_QOS)
+        self._manager.on_change = self._on_change
+        self.create_subscription(NavigationResult, 'vln/result', self._on_result, RELIABLE_QOS,
+                                 callback_group=group)
+        self.create_service(CreateTask, 'vln/create_task', self._on_create, callback_group=group)
+        self.create_service(StopTask, 'vln/stop_task', self._on_stop, callback_group=group)
+        self.create_service(GetTask, 'vln/get_task', self._on_get, callback_group=group)
+        self.create_service(ListTasks, 'vln/list_tasks', self._on_list, callback_group=group)
+        self._action = ActionServer(self, Navigate, 'vln/navigate', self._execute,
+                                    goal_callback=lambda goal: GoalResponse.ACCEPT,
+                                    cancel_callback=lambda handle: CancelResponse.ACCEPT,
+                                    callback_group=group)
+        # Latch the current state at once, so late joiners learn that nothing is active.
+        self._state_pub.publish(state_msg(self._manager.active))
+        self.get_logger().info(f'task node ready: db {db_path}, '
+                               f'{len(self._manager.list())} stored tasks')
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_change(self, record: TaskRecord) -> None:
+        self._state_pub.publish(state_msg(record))
+        with self._changed:
+            self._changed.notify_all()
+
+    def _on_result(self, msg: NavigationResult) -> None:
+        confidences = [w.confidence for w in msg.waypoints]
+        entry = HistoryEntry(
+            task_id=msg.task_id, sequence=msg.sequence, stamp=stamp_to_sec(msg.header.stamp),
+            action=msg.action, environment=msg.environment,
+            status=STATUS_NAMES.get(msg.status, 'vlm_error'),
+            confidence=min(confidences) if confidences else 0.0,
+            inference_time=float(msg.inference_time),
+            waypoints=[(w.dx, w.dy, w.dtheta, w.confidence) for w in msg.waypoints])
+        completed = self._manager.record_result(msg.task_id, entry, frames=msg.frames,
+                                                keyframes=msg.keyframes)
+        with self._changed:
+            self._latest_result[msg.task_id] = msg
+            self._changed.notify_all()
+        if completed:
+            self.get_logger().info(f'task {msg.task_id} completed: arrived')
+
+    def _on_create(self, request: CreateTask.Request, response: CreateTask.Response):
+        ok, record, message = self._manager.create(request.instruction,
+                                                   config_from_msg(request.config))
+        response.accepted, response.message = ok, message
+        response.task_id = record.task_id if record else ''
+        if ok:
+            self.get_logger().info(f'task {record.task_id} active: "{record.instruction}"')
+        else:
+            self.get_logger().warn(f'create_task refused: {message}')
+        return response
+
+    def _on_stop(self, request: StopTask.Request, response: StopTask.Response):
+        response.success, response.message = self._manager.stop(request.task_id)
+        return response
+
+    def _on_get(self, request: GetTask.Request, response: GetTask.Response):
+        task_id = request.task_id or (self._manager.active.task_id
+                                      if self._manager.active else '')
+        record = self._manager.get(task_id) if task_id else None
+        if record is None:
+            response.found = False
+            response.message = (f'unknown task id "{request.task_id}"' if request.task_id
+                                else 'no active task')
+            return response
+        limit = request.history_limit or None
+        response.found, response.message = True, record.message
+        response.state = state_msg(record)
+        response.history = [history_msg(e) for e in self._manager.history(task_id, limit)]
+        return response
+
+    def _on_list(self, request: ListTasks.Request, response: ListTasks.Response):
+        records = self._manager.list()
+        if request.active_only:
+            records = [r for r in records if r.status == TaskStatus.ACTIVE]
+        response.tasks = [state_msg(r) for r in records]
+        return response
+
+    def _execute(self, goal_handle):
+        goal = goal_handle.request
+        ok, record, message = self._manager.create(goal.instruction,
+                                                   config_from_msg(goal.config))
+        result = Navigate.Result()
+        if not ok:
+            self.get_logger().warn(f'navigate goal refused: {message}')
+            result.state = state_msg(None)
+            result.state.message = message
+            goal_handle.abort()
+            return result
+        task_id = record.task_id
+        deadline = time.monotonic() + goal.timeout if goal.timeout > 0 else None
+        sent = None
+        while True:
+            with self._changed:
+                self._changed.wait(timeout=0.1)
+                latest = self._latest_result.get(task_id)
+            current = self._manager.get(task_id)
+            if goal_handle.is_cancel_requested:
+                self._manager.stop(task_id)
+                goal_handle.canceled()
+                break
+            if latest is not None and latest is not sent:
+                sent = latest
+                feedback = Navigate.Feedback(result=latest, state=state_msg(current))
+                goal_handle.publish_feedback(feedback)
+            if current.status != TaskStatus.ACTIVE:
+                (goal_handle.succeed if current.status == TaskStatus.COMPLETED
+                 else goal_handle.abort)()
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                self._manager.fail(task_id, f'timed out after {goal.timeout:.0f} s')
+                goal_handle.abort()
+                break
+            if not goal_handle.is_active:
+                break
+        with self._changed:
+            self._latest_result.pop(task_id, None)
+        result.state = state_msg(self._manager.get(task_id))
+        return result
+
+    def close(self) -> None:
+        """Close the database (history is already on disk: every change is written at once)."""
+        self._store.close()
+
+
+def main(args=None) -> None:
+    """Run the task node."""
+    run_node(TaskNode, args, multithreaded=True, on_shutdown=lambda node: node.close())
+
+
+if __name__ == '__main__':
+    main()

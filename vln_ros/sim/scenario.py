@@ -1,0 +1,408 @@
+"""Scenario files of the 2D simulator: a YAML world, a robot, a timeline of instructions, a goal.
+
+Format (every length in metres, every angle in radians, colours as RGB 0-255)::
+
+    name: corridor_door                # required, used in reports
+    scene: corridor                    # optional, prefix of the oracle's environment text
+    world:
+      size: [6.0, 2.0]                 # required: the world spans x in [0, w], y in [0, h]
+      boundary: true                   # optional (true): add the four outer walls
+      wall_height: 2.5                 # optional (2.5): height of walls and ceiling
+      walls: [[x1, y1, x2, y2], ...]   # optional: extra wall segments
+      landmarks:                       # optional
+        - name: red door               # required, unique; what instructions refer to
+          kind: door                   # required: door | box | pillar
+          color: [220, 30, 30]         # required, RGB
+          position: [5.9, 1.0]         # required, centre of the footprint
+          size: 0.9                    # optional (0.8): width (pillar: diameter)
+          height: 2.0                  # optional (2.0)
+          yaw: 0.0                     # optional (0): door/box: the width runs along local y
+          depth: 0.1                   # optional: door 0.1, box = size; ignored for pillars
+    robot:
+      start: [1.0, 1.0, 0.0]           # required: x, y, yaw
+      kinematics: unicycle             # optional (unicycle): unicycle | holonomic
+      max_linear_vel: 0.5              # optional (0.5) m/s
+      max_angular_vel: 0.8             # optional (0.8) rad/s
+      noise: {linear: 0.0, angular: 0.0}   # optional, see World.step
+      radius: 0.3                      # optional (0.3): collision circle
+      camera_height: 0.5               # optional (0.5): camera above the floor
+    instructions:                      # optional: the instruction in force from time `at`
+      - {at: 0.0, text: go to the red door}
+    success:                           # optional
+      landmark: red door               # a landmark name (or a phrase that finds one)
+      tolerance: 0.6                   # distance from the landmark's footprint
+      time_limit: 60.0
+      must_stop: true                  # the robot must stand still within tolerance
+
+Doors and boxes are rectangles (``size`` wide along their local y axis, ``depth`` along local
+x, turned by ``yaw``); pillars are circles of diameter ``size``. Distances to a landmark are
+measured from the robot's centre to the nearest point of that footprint.
+"""
+
+from dataclasses import dataclass, field
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vln_ros.sim.sim_pose import Pose
+
+LANDMARK_KINDS = ('door', 'box', 'pillar')
+KINEMATICS = ('unicycle', 'holonomic')
+SCENARIO_DIR = Path(__file__).resolve().parent / 'scenarios'
+
+
+class ScenarioError(ValueError):
+    """A scenario file or dictionary that does not follow the format; names the field."""
+
+
+def _number(value: Any, where: str, low: float | None = None, high: float | None = None,
+            positive: bool = False) -> float:
+    """Return ``value`` as a float, checking its range, or raise naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ScenarioError(f'{where}: expected a number, got {value!r}')
+    value = float(value)
+    if positive and value <= 0.0:
+        raise ScenarioError(f'{where}: must be > 0, got {value}')
+    if low is not None and value < low:
+        raise ScenarioError(f'{where}: must be >= {low}, got {value}')
+    if high is not None and value > high:
+        raise ScenarioError(f'{where}: must be <= {high}, got {value}')
+    return value
+
+
+def _vector(value: Any, where: str, length: int) -> tuple[float, ...]:
+    """Return ``value`` as a tuple of ``length`` floats, or raise naming ``where``."""
+    if not isinstance(value, (list, tuple)) or len(value) != length:
+        raise ScenarioError(f'{where}: expected a list of {length} numbers, got {value!r}')
+    return tuple(_number(v, f'{where}[{i}]') for i, v in enumerate(value))
+
+
+def _mapping(value: Any, where: str) -> dict:
+    """Return ``value`` if it is a mapping (None counts as empty), or raise naming ``where``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ScenarioError(f'{where}: expected a mapping, got {type(value).__name__}')
+    return value
+
+
+def _text(value: Any, where: str) -> str:
+    """Return ``value`` as a non-empty string, or raise naming ``where``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ScenarioError(f'{where}: expected a non-empty string, got {value!r}')
+    return value.strip()
+
+
+def _no_unknown_keys(d: dict, allowed: set[str], where: str) -> None:
+    """Reject keys a user probably misspelt."""
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        prefix = f'{where}.' if where else ''
+        raise ScenarioError(f'{prefix}{unknown[0]}: unknown field (allowed: '
+                            f'{", ".join(sorted(allowed))})')
+
+
+@dataclass
+class Landmark:
+    """A named object the instructions refer to: a door, a box or a pillar."""
+
+    name: str
+    kind: str
+    color: tuple[int, int, int]
+    position: tuple[float, float]
+    size: float = 0.8
+    height: float = 2.0
+    yaw: float = 0.0
+    depth: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in LANDMARK_KINDS:
+            raise ScenarioError(f'kind: expected one of {LANDMARK_KINDS}, got {self.kind!r}')
+        if self.depth is None:
+            self.depth = 0.1 if self.kind == 'door' else self.size
+        self.color = tuple(int(c) for c in self.color)
+        self.position = (float(self.position[0]), float(self.position[1]))
+
+    @property
+    def bgr(self) -> tuple[int, int, int]:
+        """Return the colour in OpenCV's channel order."""
+        r, g, b = self.color
+        return b, g, r
+
+    @property
+    def is_round(self) -> bool:
+        """Return True for landmarks with a circular footprint (pillars)."""
+        return self.kind == 'pillar'
+
+    def corners(self) -> list[tuple[float, float]]:
+        """Return the four corners of a rectangular footprint, counter-clockwise."""
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        hx, hy = 0.5 * self.depth, 0.5 * self.size
+        cx, cy = self.position
+        local = [(-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy)]
+        return [(cx + c * lx - s * ly, cy + s * lx + c * ly) for lx, ly in local]
+
+    def segments(self) -> list[tuple[float, float, float, float]]:
+        """Return the edges of a rectangular footprint as ``(x1, y1, x2, y2)``."""
+        pts = self.corners()
+        return [(*pts[i], *pts[(i + 1) % 4]) for i in range(4)]
+
+    def distance(self, x: float, y: float) -> float:
+        """Return the distance from a point to this footprint (0 inside it)."""
+        cx, cy = self.position
+        if self.is_round:
+            return max(0.0, math.hypot(x - cx, y - cy) - 0.5 * self.size)
+        c, s = math.cos(self.yaw), math.sin(self.yaw)
+        lx = c * (x - cx) + s * (y - cy)
+        ly = -s * (x - cx) + c * (y - cy)
+        ox = max(abs(lx) - 0.5 * self.depth, 0.0)
+        oy = max(abs(ly) - 0.5 * self.size, 0.0)
+        return math.hypot(ox, oy)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = 'landmark') -> 'Landmark':
+        """Build a landmark from its YAML mapping, naming the faulty field on error."""
+        d = _mapping(d, where)
+        _no_unknown_keys(d, {'name', 'kind', 'color', 'position', 'size', 'height', 'yaw',
+                             'depth'}, where)
+        for key in ('name', 'kind', 'color', 'position'):
+            if key not in d:
+                raise ScenarioError(f'{where}.{key}: required field is missing')
+        kind = d['kind']
+        if kind not in LANDMARK_KINDS:
+            raise ScenarioError(f'{where}.kind: expected one of {", ".join(LANDMARK_KINDS)}, '
+                                f'got {kind!r}')
+        color = _vector(d['color'], f'{where}.color', 3)
+        if any(c < 0 or c > 255 for c in color):
+            raise ScenarioError(f'{where}.color: components must be 0-255, got {d["color"]!r}')
+        depth = d.get('depth')
+        return cls(
+            name=_text(d['name'], f'{where}.name'),
+            kind=kind,
+            color=tuple(int(round(c)) for c in color),
+            position=_vector(d['position'], f'{where}.position', 2),
+            size=_number(d.get('size', 0.8), f'{where}.size', positive=True),
+            height=_number(d.get('height', 2.0), f'{where}.height', positive=True),
+            yaw=_number(d.get('yaw', 0.0), f'{where}.yaw'),
+            depth=None if depth is None else _number(depth, f'{where}.depth', positive=True),
+        )
+
+
+@dataclass
+class RobotConfig:
+    """The simulated robot: start pose, kinematics, limits, noise and size."""
+
+    start: Pose = field(default_factory=Pose)
+    kinematics: str = 'unicycle'
+    max_linear_vel: float = 0.5
+    max_angular_vel: float = 0.8
+    noise_linear: float = 0.0
+    noise_angular: float = 0.0
+    radius: float = 0.3
+    camera_height: float = 0.5
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = 'robot') -> 'RobotConfig':
+        """Build the robot section, naming the faulty field on error."""
+        d = _mapping(d, where)
+        _no_unknown_keys(d, {'start', 'kinematics', 'max_linear_vel', 'max_angular_vel',
+                             'noise', 'radius', 'camera_height'}, where)
+        if 'start' not in d:
+            raise ScenarioError(f'{where}.start: required field is missing')
+        kinematics = d.get('kinematics', 'unicycle')
+        if kinematics not in KINEMATICS:
+            raise ScenarioError(f'{where}.kinematics: expected one of {", ".join(KINEMATICS)}, '
+                                f'got {kinematics!r}')
+        noise = _mapping(d.get('noise'), f'{where}.noise')
+        _no_unknown_keys(noise, {'linear', 'angular'}, f'{where}.noise')
+        return cls(
+            start=Pose(*_vector(d['start'], f'{where}.start', 3)),
+            kinematics=kinematics,
+            max_linear_vel=_number(d.get('max_linear_vel', 0.5), f'{where}.max_linear_vel',
+                                   positive=True),
+            max_angular_vel=_number(d.get('max_angular_vel', 0.8), f'{where}.max_angular_vel',
+                                    positive=True),
+            noise_linear=_number(noise.get('linear', 0.0), f'{where}.noise.linear', low=0.0),
+            noise_angular=_number(noise.get('angular', 0.0), f'{where}.noise.angular', low=0.0),
+            radius=_number(d.get('radius', 0.3), f'{where}.radius', positive=True),
+            camera_height=_number(d.get('camera_height', 0.5), f'{where}.camera_height',
+                                  positive=True),
+        )
+
+
+@dataclass
+class Instruction:
+    """An instruction that is in force from time ``at`` (seconds of sim time) on."""
+
+    at: float
+    text: str
+
+
+@dataclass
+class SuccessCriteria:
+    """When a run counts as a success."""
+
+    landmark: str
+    tolerance: float = 0.6
+    time_limit: float = 60.0
+    must_stop: bool = True
+
+
+@dataclass
+class Scenario:
+    """A complete simulator scenario; see the module docstring for the YAML format."""
+
+    name: str
+    size: tuple[float, float]
+    walls: list[tuple[float, float, float, float]] = field(default_factory=list)
+    landmarks: list[Landmark] = field(default_factory=list)
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    instructions: list[Instruction] = field(default_factory=list)
+    success: SuccessCriteria | None = None
+    scene: str = ''
+    wall_height: float = 2.5
+    boundary: bool = True
+
+    @classmethod
+    def load(cls, path: str | Path) -> 'Scenario':
+        """Load a scenario from a YAML file.
+
+        A bare name such as ``corridor_door`` is looked up among the packaged scenarios.
+        """
+        path = Path(path)
+        if not path.exists() and not path.suffix:
+            path = SCENARIO_DIR / f'{path.name}.yaml'
+        try:
+            with open(path, encoding='utf-8') as f:
+                data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            raise ScenarioError(f'{path}: not valid YAML: {e}') from e
+        try:
+            return cls.from_dict(data)
+        except ScenarioError as e:
+            raise ScenarioError(f'{path}: {e}') from e
+
+    @classmethod
+    def from_dict(cls, d: Any) -> 'Scenario':
+        """Build and validate a scenario from its YAML mapping."""
+        d = _mapping(d, 'scenario')
+        _no_unknown_keys(d, {'name', 'scene', 'world', 'robot', 'instructions', 'success'}, '')
+        if 'name' not in d:
+            raise ScenarioError('name: required field is missing')
+        if 'world' not in d:
+            raise ScenarioError('world: required field is missing')
+        if 'robot' not in d:
+            raise ScenarioError('robot: required field is missing')
+        world = _mapping(d['world'], 'world')
+        _no_unknown_keys(world, {'size', 'walls', 'landmarks', 'boundary', 'wall_height'},
+                         'world')
+        if 'size' not in world:
+            raise ScenarioError('world.size: required field is missing')
+        size = _vector(world['size'], 'world.size', 2)
+        if min(size) <= 0.0:
+            raise ScenarioError(f'world.size: both sides must be > 0, got {list(size)}')
+        walls_raw = world.get('walls') or []
+        if not isinstance(walls_raw, list):
+            raise ScenarioError('world.walls: expected a list of [x1, y1, x2, y2]')
+        walls = [_vector(w, f'world.walls[{i}]', 4) for i, w in enumerate(walls_raw)]
+        for i, (x1, y1, x2, y2) in enumerate(walls):
+            if x1 == x2 and y1 == y2:
+                raise ScenarioError(f'world.walls[{i}]: a wall needs two distinct end points')
+        marks_raw = world.get('landmarks') or []
+        if not isinstance(marks_raw, list):
+            raise ScenarioError('world.landmarks: expected a list of mappings')
+        landmarks = [Landmark.from_dict(m, f'world.landmarks[{i}]')
+                     for i, m in enumerate(marks_raw)]
+        names = [m.name.lower() for m in landmarks]
+        for i, n in enumerate(names):
+            if n in names[:i]:
+                raise ScenarioError(f'world.landmarks[{i}].name: duplicate name {n!r}')
+        boundary = world.get('boundary', True)
+        if not isinstance(boundary, bool):
+            raise ScenarioError(f'world.boundary: expected true or false, got {boundary!r}')
+        robot = RobotConfig.from_dict(d['robot'])
+        instructions = cls._instructions(d.get('instructions'))
+        success = cls._success(d.get('success'), landmarks)
+        scene = d.get('scene', '')
+        if not isinstance(scene, str):
+            raise ScenarioError(f'scene: expected a string, got {scene!r}')
+        return cls(
+            name=_text(d['name'], 'name'),
+            size=size,
+            walls=walls,
+            landmarks=landmarks,
+            robot=robot,
+            instructions=instructions,
+            success=success,
+            scene=scene.strip(),
+            wall_height=_number(world.get('wall_height', 2.5), 'world.wall_height',
+                                positive=True),
+            boundary=boundary,
+        )
+
+    @staticmethod
+    def _instructions(raw: Any) -> list[Instruction]:
+        """Validate the instruction timeline and sort it by time."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise ScenarioError('instructions: expected a list of {at, text}')
+        out = []
+        for i, item in enumerate(raw):
+            where = f'instructions[{i}]'
+            item = _mapping(item, where)
+            _no_unknown_keys(item, {'at', 'text'}, where)
+            if 'text' not in item:
+                raise ScenarioError(f'{where}.text: required field is missing')
+            out.append(Instruction(at=_number(item.get('at', 0.0), f'{where}.at', low=0.0),
+                                   text=_text(item['text'], f'{where}.text')))
+        return sorted(out, key=lambda ins: ins.at)
+
+    @staticmethod
+    def _success(raw: Any, landmarks: list[Landmark]) -> SuccessCriteria | None:
+        """Validate the success section; its landmark must exist."""
+        if raw is None:
+            return None
+        raw = _mapping(raw, 'success')
+        _no_unknown_keys(raw, {'landmark', 'tolerance', 'time_limit', 'must_stop'}, 'success')
+        if 'landmark' not in raw:
+            raise ScenarioError('success.landmark: required field is missing')
+        name = _text(raw['landmark'], 'success.landmark')
+        if not any(m.name.lower() == name.lower() for m in landmarks):
+            raise ScenarioError(f'success.landmark: no landmark named {name!r} '
+                                f'(have: {", ".join(m.name for m in landmarks) or "none"})')
+        must_stop = raw.get('must_stop', True)
+        if not isinstance(must_stop, bool):
+            raise ScenarioError(f'success.must_stop: expected true or false, got {must_stop!r}')
+        return SuccessCriteria(
+            landmark=name,
+            tolerance=_number(raw.get('tolerance', 0.6), 'success.tolerance', positive=True),
+            time_limit=_number(raw.get('time_limit', 60.0), 'success.time_limit',
+                               positive=True),
+            must_stop=must_stop,
+        )
+
+    def landmark(self, name: str) -> Landmark | None:
+        """Return the landmark with exactly this name (case-insensitive), or None."""
+        for m in self.landmarks:
+            if m.name.lower() == name.strip().lower():
+                return m
+        return None
+
+    def instruction_at(self, t: float) -> str | None:
+        """Return the instruction in force at sim time ``t`` (None before the first one)."""
+        current = None
+        for ins in self.instructions:
+            if ins.at <= t:
+                current = ins.text
+        return current
+
+    def all_walls(self) -> list[tuple[float, float, float, float]]:
+        """Return the wall segments including the outer boundary when enabled."""
+        walls = list(self.walls)
+        if self.boundary:
+            w, h = self.size
+            walls += [(0.0, 0.0, w, 0.0), (w, 0.0, w, h), (w, h, 0.0, h), (0.0, h, 0.0, 0.0)]
+        return walls
