@@ -9,7 +9,6 @@ import rclpy
 from rclpy.action import ActionServer
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
-
 from vln_ros_interfaces.action import Navigate
 from vln_ros_interfaces.msg import NavigationResult, TaskConfig, TaskState, Waypoint
 from vln_ros_interfaces.srv import CreateTask, GetTask, ListTasks, StopTask

@@ -3,7 +3,6 @@ import sys
 
 from builtin_interfaces.msg import Time
 from rclpy.action import ActionClient
-
 from vln_ros_interfaces.action import Navigate
 from vln_ros_interfaces.msg import NavigationResult, TaskConfig, TaskState, Waypoint
 from vln_ros_interfaces.srv import CreateTask, GetTask, ListTasks, StopTask

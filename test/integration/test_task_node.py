@@ -1,10 +1,10 @@
 """The task node over real services and the Navigate action, from another process."""
 from rclpy.action import ActionClient
-
-from vln_ros.nodes.ros_common import LATCHED_QOS
 from vln_ros_interfaces.action import Navigate
 from vln_ros_interfaces.msg import NavigationResult, TaskConfig, TaskState, Waypoint
 from vln_ros_interfaces.srv import CreateTask, GetTask, ListTasks, StopTask
+
+from vln_ros.nodes.ros_common import LATCHED_QOS
 
 
 def _clients(ros):

@@ -17,6 +17,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import Marker, MarkerArray
+from vln_ros_interfaces.msg import NavigationResult, TaskState
 
 from vln_ros.core.geometry import Pose2D, quaternion_from_yaw, yaw_from_quaternion
 from vln_ros.core.planner import Planner, PlannerConfig, PlannerResult
@@ -29,7 +30,6 @@ from vln_ros.nodes.ros_common import (
     sec_to_stamp,
     stamp_to_sec,
 )
-from vln_ros_interfaces.msg import NavigationResult, TaskState
 
 STATUS_NAMES = {
     NavigationResult.STATUS_OK: 'ok',

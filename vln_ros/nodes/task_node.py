@@ -13,6 +13,10 @@ import time
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from vln_ros_interfaces.action import Navigate
+from vln_ros_interfaces.msg import NavigationResult, TaskState, Waypoint
+from vln_ros_interfaces.msg import TaskConfig as TaskConfigMsg
+from vln_ros_interfaces.srv import CreateTask, GetTask, ListTasks, StopTask
 
 from vln_ros.core.tasks import (
     HistoryEntry,
@@ -31,10 +35,6 @@ from vln_ros.nodes.ros_common import (
     sec_to_stamp,
     stamp_to_sec,
 )
-from vln_ros_interfaces.action import Navigate
-from vln_ros_interfaces.msg import NavigationResult, TaskState, Waypoint
-from vln_ros_interfaces.msg import TaskConfig as TaskConfigMsg
-from vln_ros_interfaces.srv import CreateTask, GetTask, ListTasks, StopTask
 
 STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
 
