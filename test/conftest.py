@@ -20,7 +20,6 @@ os.environ['PYTHONUNBUFFERED'] = '1'
 def _rclpy_available() -> bool:
     try:
         import rclpy  # noqa: F401
-
         import vln_ros_interfaces  # noqa: F401
     except ImportError:
         return False

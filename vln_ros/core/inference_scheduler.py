@@ -34,7 +34,13 @@ OnDone = Callable[[Job, object | None, BaseException | None], None]
 
 
 class InferenceScheduler:
-    """Newest-wins job runner with task-scoped cancellation; ``submit`` never blocks."""
+    """Newest-wins job runner with task-scoped cancellation; ``submit`` never blocks.
+
+    ``run_job`` coroutines run on the scheduler's own loop, so async clients used by
+    them must be created and closed there (see ``run_sync``). ``on_done`` runs on the
+    loop thread and must be quick (publish, no waiting): ``set_active_task`` waits for a
+    delivery in progress.
+    """
 
     def __init__(self, run_job: RunJob, on_done: OnDone, max_inflight: int = 1) -> None:
         if max_inflight < 1:

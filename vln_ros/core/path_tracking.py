@@ -185,7 +185,7 @@ class PathTracker:
             self._rotating = True
         elif abs(bearing) < self._rotate_exit:
             self._rotating = False
-        if False:
+        if self._rotating:
             return TrackCommand(0.0, 0.0, self.k_heading * bearing, carrot, False, remaining)
 
         # Come to rest at the goal: v^2 = 2 a d needs at most max_decel to stop in d. A
