@@ -69,6 +69,7 @@ class PathTracker:
         max_decel: float = 0.4,
         search_window: float = 1.0,
         min_rotate_speed: float = 0.1,
+        min_regulated_speed: float = 0.05,
     ) -> None:
         """Create a tracker.
 
@@ -81,12 +82,15 @@ class PathTracker:
         ``search_window`` (m): how far ahead of the current progress the robot may be
         matched to the path in one step.
         ``min_rotate_speed`` (rad/s): the slowest turn used to align with the goal heading.
+        ``min_regulated_speed`` (m/s): tight curves slow the base down to this, no further
+        (a crawl along a short tight arc would take forever).
         """
         for name, value in (('lookahead', lookahead), ('goal_tolerance', goal_tolerance),
                             ('yaw_tolerance', yaw_tolerance), ('k_heading', k_heading),
                             ('min_turn_radius', min_turn_radius), ('max_decel', max_decel),
                             ('search_window', search_window),
-                            ('min_rotate_speed', min_rotate_speed)):
+                            ('min_rotate_speed', min_rotate_speed),
+                            ('min_regulated_speed', min_regulated_speed)):
             if not (math.isfinite(value) and value > 0.0):
                 raise ValueError(f'PathTracker {name} must be > 0, got {value!r}')
         if not 0.0 < rotate_in_place_angle <= math.pi:
@@ -101,6 +105,7 @@ class PathTracker:
         self.max_decel = float(max_decel)
         self.search_window = float(search_window)
         self.min_rotate_speed = float(min_rotate_speed)
+        self.min_regulated_speed = float(min_regulated_speed)
         # A holonomic base can walk sideways, so only a point behind it needs a turn.
         self._rotate_enter = (max(rotate_in_place_angle, 2.0) if self.holonomic
                               else rotate_in_place_angle)
@@ -208,7 +213,9 @@ class PathTracker:
 
         curvature = 2.0 * local.y / (dist * dist) if dist > 1e-9 else 0.0
         if abs(curvature) * self.min_turn_radius > 1.0:
-            speed /= abs(curvature) * self.min_turn_radius  # regulated: slow in tight turns
+            # Regulated: slow down in tight turns, but not below a floor (nor speed up).
+            regulated = speed / (abs(curvature) * self.min_turn_radius)
+            speed = max(regulated, min(speed, self.min_regulated_speed))
         return TrackCommand(speed, 0.0, speed * curvature, carrot, False, remaining)
 
     # ------------------------------------------------------------------------- helpers
