@@ -28,6 +28,10 @@ setup(
             'planner_node = vln_ros.nodes.planner_node:main',
             'task_node = vln_ros.nodes.task_node:main',
             'oracle_server = vln_ros.sim.vlm_server:main',
+            'sim_node = vln_ros.sim.sim_node:main',
+            'vln_bridge = vln_ros.bridge.main:main',
+            'vln_bag = vln_ros.tools.bag:main',
+            'vln_video = vln_ros.tools.video:main',
         ],
     },
 )

@@ -2,175 +2,18 @@
 
 Integration tests start the project's nodes exactly as `ros2 run` would (a Python process per
 node, with a params file, remappings and parameter overrides) and talk to them over real DDS
-topics, services and actions. Every process is put in its own process group and dies with the
-test process (PR_SET_PDEATHSIG), so a failed or interrupted test leaves no orphans.
+topics, services and actions. Process management lives in vln_ros.tools.processes (the demo
+and the benchmarks use it too).
 """
 from __future__ import annotations
 
-import ctypes
-import os
-import pathlib
-import re
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-from typing import Callable, Iterable
+from typing import Callable
 
-import yaml
+from vln_ros.tools.processes import ROOT, ManagedProcess, ProcessGroup, wait_until
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this child when the test process dies."""
-    try:
-        ctypes.CDLL('libc.so.6', use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, period: float = 0.02,
-               spin: Callable[[float], None] | None = None) -> object:
-    """Return the predicate's first truthy value, or raise TimeoutError at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f'condition not met within {timeout:.1f} s')
-        if spin is not None:
-            spin(min(period, remaining))
-        else:
-            time.sleep(min(period, remaining))
-
-
-class ManagedProcess:
-    """A child process with its own group, a log file and guaranteed cleanup."""
-
-    def __init__(self, name: str, argv: list[str], log_dir: pathlib.Path,
-                 env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_path = log_dir / f'{name}.log'
-        n = 1
-        while self.log_path.exists():  # a restarted node keeps its predecessor's log
-            n += 1
-            self.log_path = log_dir / f'{name}-{n}.log'
-        self._log = open(self.log_path, 'w+b')
-        self.proc = subprocess.Popen(
-            argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})}, cwd=str(ROOT), start_new_session=True,
-            preexec_fn=_die_with_parent)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def output(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors='replace')
-
-    def wait_for_output(self, text: str, timeout: float) -> str:
-        """Wait until text appears in the process output; fail early if the process died."""
-        def seen():
-            out = self.output()
-            if text in out:
-                return out
-            if not self.alive():
-                raise RuntimeError(f'{self.name} exited ({self.proc.returncode}):\n{out[-3000:]}')
-            return None
-        return wait_until(seen, timeout, period=0.05)
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def stop(self, timeout: float = 5.0) -> int | None:
-        """SIGINT (clean rclpy shutdown), then SIGKILL the whole group after timeout."""
-        self.signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            self.proc.wait(5)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers in the group
-        except (ProcessLookupError, PermissionError):
-            pass
-        self._log.close()
-        return self.proc.returncode
-
-
-class ProcessGroup:
-    """Starts nodes and servers for one test and stops all of them in its cleanup."""
-
-    def __init__(self, log_dir: pathlib.Path) -> None:
-        self.log_dir = log_dir
-        self.procs: list[ManagedProcess] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None
-              ) -> ManagedProcess:
-        proc = ManagedProcess(name, argv, self.log_dir, env)
-        self.procs.append(proc)
-        return proc
-
-    def start_node(self, executable: str, name: str | None = None,
-                   params: dict | None = None, params_file: str | None = None,
-                   remap: dict[str, str] | None = None, namespace: str = '',
-                   env: dict[str, str] | None = None, module: str | None = None
-                   ) -> ManagedProcess:
-        """Start `ros2 run vln_ros <executable>` as a process: params, remappings, namespace."""
-        module = module or f'vln_ros.nodes.{executable}'
-        argv = [sys.executable, '-m', module, '--ros-args']
-        if name:
-            argv += ['-r', f'__node:={name}']
-        if namespace:
-            argv += ['-r', f'__ns:={namespace}']
-        for src, dst in (remap or {}).items():
-            argv += ['-r', f'{src}:={dst}']
-        if params_file:
-            argv += ['--params-file', params_file]
-        if params:
-            argv += ['--params-file', self.write_params(name or executable, params)]
-        return self.start(name or executable, argv, env)
-
-    def start_vlm_server(self, *args: str, name: str = 'vlm_server') -> str:
-        """Start the project's OpenAI-compatible test server on a free port; return /v1 URL."""
-        proc = self.start(name, [sys.executable, '-m', 'vln_ros.sim.vlm_server', '--port', '0',
-                                 *args])
-        out = proc.wait_for_output('listening on', timeout=30)
-        return re.search(r'listening on (http://\S+)', out).group(1)
-
-    def write_params(self, node_name: str, params: dict) -> str:
-        """Write a ROS 2 params YAML for one node (nested dicts become dotted names)."""
-        fd, path = tempfile.mkstemp(prefix=f'{node_name}-', suffix='.yaml', dir=self.log_dir)
-        with os.fdopen(fd, 'w') as f:
-            yaml.safe_dump({'/**': {'ros__parameters': params}}, f)
-        return path
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.procs):
-            proc.stop()
-
-    def dump_logs(self, names: Iterable[str] | None = None, tail: int = 4000) -> str:
-        parts = []
-        for proc in self.procs:
-            if names is None or proc.name in names:
-                parts.append(f'----- {proc.name} -----\n{proc.output()[-tail:]}')
-        return '\n'.join(parts)
+__all__ = ['ManagedProcess', 'ProcessGroup', 'ROOT', 'RosTestNode', 'wait_until']
 
 
 class RosTestNode:

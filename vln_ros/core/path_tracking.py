@@ -19,6 +19,8 @@ __all__ = ['PathTracker', 'TrackCommand', 'waypoints_to_odom']
 _SAME_POSE_EPS = 1e-6
 # Shorter segments (m) are points: projecting onto them would divide by ~zero.
 _MIN_SEGMENT = 1e-9
+# Path points this much (m) farther than the nearest one still count as "as near".
+_PASS_MARGIN = 0.05
 # Inside the goal tolerance the base still closes in until this fraction of it ...
 _GOAL_FINE_FRACTION = 0.2
 # ... or, without lateral motion, until the goal is this close to abeam (m) or this
@@ -67,7 +69,7 @@ class PathTracker:
         rotate_in_place_angle: float = 0.785,
         min_turn_radius: float = 0.9,
         max_decel: float = 0.4,
-        search_window: float = 1.0,
+        search_window: float | None = None,
         min_rotate_speed: float = 0.1,
         min_regulated_speed: float = 0.05,
     ) -> None:
@@ -79,8 +81,9 @@ class PathTracker:
         ``max_decel`` (m/s^2): the approach to the goal is shaped so that stopping at it
         needs no more than this; keep it at or below the limiter's linear acceleration
         so the robot comes to rest at the goal instead of overshooting it.
-        ``search_window`` (m): how far ahead of the current progress the robot may be
-        matched to the path in one step.
+        ``search_window`` (m, default: the lookahead): how far ahead of the current
+        progress the robot may be matched to the path in one step; small, so that a path
+        that loops back past the robot is not short-cut.
         ``min_rotate_speed`` (rad/s): the slowest turn used to align with the goal heading.
         ``min_regulated_speed`` (m/s): tight curves slow the base down to this, no further
         (a crawl along a short tight arc would take forever).
@@ -88,7 +91,8 @@ class PathTracker:
         for name, value in (('lookahead', lookahead), ('goal_tolerance', goal_tolerance),
                             ('yaw_tolerance', yaw_tolerance), ('k_heading', k_heading),
                             ('min_turn_radius', min_turn_radius), ('max_decel', max_decel),
-                            ('search_window', search_window),
+                            ('search_window', lookahead if search_window is None
+                             else search_window),
                             ('min_rotate_speed', min_rotate_speed),
                             ('min_regulated_speed', min_regulated_speed)):
             if not (math.isfinite(value) and value > 0.0):
@@ -103,7 +107,7 @@ class PathTracker:
         self.k_heading = float(k_heading)
         self.min_turn_radius = float(min_turn_radius)
         self.max_decel = float(max_decel)
-        self.search_window = float(search_window)
+        self.search_window = float(lookahead if search_window is None else search_window)
         self.min_rotate_speed = float(min_rotate_speed)
         self.min_regulated_speed = float(min_regulated_speed)
         # A holonomic base can walk sideways, so only a point behind it needs a turn.
@@ -157,7 +161,7 @@ class PathTracker:
         if self._finished:
             return 0.0
         self._update_progress(pose)
-        _, carrot_arc, carrot = self._carrot()
+        _, carrot_arc, carrot = self._carrot(pose)
         return pose.distance_to(carrot) + (self._arc[-1] - carrot_arc)
 
     def compute(self, pose: Pose2D, speed: float) -> TrackCommand:
@@ -166,7 +170,7 @@ class PathTracker:
             return TrackCommand(0.0, 0.0, 0.0, self._goal(), True, 0.0)
         remaining = self.remaining_length(pose)
         goal = self._poses[-1]
-        near_end, _, carrot = self._carrot()
+        near_end, _, carrot = self._carrot(pose)
 
         if not self._reached and near_end and self._goal_reached(pose, goal):
             self._reached = True  # latched: from here on only the heading is corrected
@@ -254,8 +258,7 @@ class PathTracker:
             self._initialized = True
         else:
             window = self.search_window
-        best_dist = math.inf
-        best_arc = self._progress
+        candidates = []  # (arc length, distance) of the nearest point of each segment
         for j in range(len(self._points) - 1):
             seg_start, seg_end = self._arc[j], self._arc[j + 1]
             if seg_end < self._progress:
@@ -269,21 +272,52 @@ class PathTracker:
                 arc = seg_start + min(1.0, max(0.0, t)) * length
             else:
                 arc = seg_start
-            arc = max(arc, self._progress)
+            arc = min(max(arc, self._progress), self._progress + window)
             point = self._point_at(arc)
-            d = math.hypot(pose.x - point.x, pose.y - point.y)
-            if d < best_dist:
-                best_dist = d
-                best_arc = arc
+            candidates.append((arc, math.hypot(pose.x - point.x, pose.y - point.y)))
+        if not candidates:
+            return
+        # Where the path passes the robot twice, take the earlier pass unless the later
+        # one is clearly nearer: skipping a loop would cut the path short.
+        nearest = min(d for _, d in candidates)
+        best_arc = min(arc for arc, d in candidates if d <= nearest + _PASS_MARGIN)
         self._progress = max(self._progress, best_arc)
 
-    def _carrot(self) -> tuple[bool, float, Pose2D]:
-        """Return (lookahead reaches the goal, arc length of the carrot, carrot pose)."""
+    def _carrot(self, pose: Pose2D) -> tuple[bool, float, Pose2D]:
+        """Return (the carrot is the goal, its arc length, the carrot pose).
+
+        The carrot is the first path point after the progress that lies ``lookahead``
+        away from the robot (the goal when none does), measured in space rather than
+        along the path, so that a path folding back near the robot is not aimed at a
+        point right beside it.
+        """
         total = self._arc[-1]
-        arc = self._progress + self.lookahead
-        if arc >= total:
-            return True, total, self._poses[-1]
-        return False, arc, self._point_at(arc)
+        lookahead = self.lookahead
+        start = self._point_at(self._progress)
+        if self._progress < total and pose.distance_to(start) >= lookahead:
+            return False, self._progress, start  # off the path: head back to it first
+        for j in range(len(self._points) - 1):
+            seg_end = self._arc[j + 1]
+            if seg_end <= self._progress:
+                continue
+            b = self._points[j + 1]
+            if pose.distance_to(b) < lookahead:
+                continue
+            # The segment leaves the circle: solve |a + t (b - a) - pose| = lookahead.
+            arc_a = max(self._arc[j], self._progress)
+            a = self._point_at(arc_a)
+            ex, ey = b.x - a.x, b.y - a.y
+            fx, fy = a.x - pose.x, a.y - pose.y
+            qa = ex * ex + ey * ey
+            if qa <= _MIN_SEGMENT**2:
+                return False, seg_end, b
+            qb = 2.0 * (fx * ex + fy * ey)
+            qc = fx * fx + fy * fy - lookahead * lookahead
+            root = math.sqrt(max(0.0, qb * qb - 4.0 * qa * qc))
+            t = min(1.0, max(0.0, (-qb + root) / (2.0 * qa)))
+            arc = arc_a + t * (seg_end - arc_a)
+            return False, arc, self._point_at(arc)
+        return True, total, self._poses[-1]
 
     def _point_at(self, arc: float) -> Pose2D:
         """Return the path pose at arc length ``arc`` (clamped to the path)."""

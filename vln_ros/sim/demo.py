@@ -1,0 +1,279 @@
+"""Closed-loop run of the whole stack on the built-in simulator: the main job of `make demo`.
+
+Starts the simulator (with its oracle model server), the task, perception and planner nodes as
+processes, drives the scenario's instruction schedule through the task service, and records
+ground truth, commands and results. Writes a JSON summary, a trajectory plot (PNG) and a video
+of the annotated debug image; exits non-zero when the scenario's success criteria are not met.
+
+    python -m vln_ros.sim.demo --scenario corridor_door --out out/demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import random
+import sys
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+
+from vln_ros.sim.evaluation import evaluate
+from vln_ros.sim.render import render_topdown
+from vln_ros.sim.scenario import Scenario
+from vln_ros.sim.world import World
+from vln_ros.tools.processes import ProcessGroup, wait_until
+
+PLANNER_LIMITS = {'max_linear_vel': 0.5, 'max_angular_vel': 0.8, 'max_linear_acc': 0.5,
+                  'max_angular_acc': 1.5}
+
+
+class Recorder:
+    """An rclpy node in this process that records the run and calls the task service."""
+
+    def __init__(self) -> None:
+        from geometry_msgs.msg import Twist
+        from nav_msgs.msg import Odometry
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import UInt32
+        from vln_ros_interfaces.msg import NavigationResult, TaskState
+        from vln_ros_interfaces.srv import CreateTask
+
+        from vln_ros.nodes.ros_common import LATCHED_QOS
+
+        self._rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node('vln_demo', context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.trajectory: list[tuple[float, float, float, float]] = []
+        self.commands: list[tuple[float, float, float]] = []
+        self.results: list = []
+        self.states: list = []
+        self.frames: list[np.ndarray] = []
+        self.collisions = 0
+        self.t0 = time.monotonic()
+        n = self.node
+        n.create_subscription(Odometry, 'sim/ground_truth', self._on_truth, 10)
+        n.create_subscription(Twist, 'cmd_vel', self._on_cmd, 10)
+        n.create_subscription(NavigationResult, 'vln/result', self._on_result, 10)
+        n.create_subscription(TaskState, 'vln/task_state', self.states.append, LATCHED_QOS)
+        n.create_subscription(Image, 'vln/debug_image', self._on_debug, 2)
+        n.create_subscription(UInt32, 'sim/collisions', self._on_collision, 10)
+        self.create_client = n.create_client(CreateTask, 'vln/create_task')
+        self._create_type = CreateTask
+
+    def now(self) -> float:
+        """Seconds since the run started."""
+        return time.monotonic() - self.t0
+
+    def _on_truth(self, msg) -> None:
+        q = msg.pose.pose.orientation
+        yaw = math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
+        self.trajectory.append((self.now(), msg.pose.pose.position.x,
+                                msg.pose.pose.position.y, yaw))
+
+    def _on_cmd(self, msg) -> None:
+        self.commands.append((self.now(), msg.linear.x, msg.angular.z))
+
+    def _on_result(self, msg) -> None:
+        self.results.append((self.now(), msg))
+
+    def _on_debug(self, msg) -> None:
+        img = np.frombuffer(bytes(msg.data), np.uint8).reshape(msg.height, msg.step)
+        self.frames.append(img[:, :msg.width * 3].reshape(msg.height, msg.width, 3).copy())
+
+    def _on_collision(self, msg) -> None:
+        self.collisions = msg.data
+
+    def spin_for(self, seconds: float) -> None:
+        """Process callbacks for a while."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            self.executor.spin_once(timeout_sec=min(left, 0.05))
+
+    def create_task(self, instruction: str, timeout: float = 20.0):
+        """Call vln/create_task (with visualization on) and return the response."""
+        req = self._create_type.Request(instruction=instruction)
+        req.config.enable_visualization = True
+        wait_until(self.create_client.service_is_ready, timeout, spin=self.spin_for)
+        future = self.create_client.call_async(req)
+        wait_until(future.done, timeout, spin=self.spin_for)
+        return future.result()
+
+    def close(self) -> None:
+        """Shut the node and its context down."""
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self._rclpy.try_shutdown(context=self.context)
+
+
+def _oracle_in_flight(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url.replace('/v1', '/_test/stats'), timeout=0.5) as resp:
+            return int(json.load(resp).get('in_flight', 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def _limit_violations(commands) -> int:
+    """Commands above a speed limit or changing faster than the acceleration limits allow."""
+    bad = 0
+    slack = 1e-6
+    for i, (t, v, w) in enumerate(commands):
+        if abs(v) > PLANNER_LIMITS['max_linear_vel'] + slack or \
+                abs(w) > PLANNER_LIMITS['max_angular_vel'] + slack:
+            bad += 1
+        if i:
+            t0, v0, w0 = commands[i - 1]
+            # Receive-time gaps understate dt; allow one extra 50 Hz period of jitter.
+            dt = max(t - t0, 0.0) + 0.02
+            if abs(v - v0) > PLANNER_LIMITS['max_linear_acc'] * dt + 0.01 or \
+                    abs(w - w0) > PLANNER_LIMITS['max_angular_acc'] * dt + 0.01:
+                if not (v == 0.0 and w == 0.0):  # an e-stop may zero at once
+                    bad += 1
+    return bad
+
+
+def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), seed: int = 0,
+                 write_media: bool = True, quiet: bool = False, time_limit: float | None = None,
+                 outage_at: float | None = None) -> dict:
+    """Run one scenario closed loop; return the summary dict (also written as summary.json)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scenario = Scenario.load(scenario_name)
+    limit = time_limit or (scenario.success.time_limit if scenario.success else 90.0)
+    procs = ProcessGroup(out_dir)
+    recorder = None
+    say = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+    try:
+        sim = procs.start_node('sim_node', module='vln_ros.sim.sim_node', params={
+            'scenario': scenario_name, 'seed': seed, 'oracle_port': 0,
+            'oracle_latency': [float(latency[0]), float(latency[1])]})
+        out = sim.wait_for_output('oracle listening on', 60)
+        url = out.split('oracle listening on ')[1].split()[0]
+        procs.start_node('task_node', params={'db_path': str(out_dir / 'tasks.db')})
+        procs.start_node('perception_node', params={
+            'vlm.base_url': url, 'vlm.timeout': max(30.0, 3 * latency[1]),
+            'enable_visualization': True, 'keyframe_threshold': 0.1})
+        procs.start_node('planner_node', params={
+            **PLANNER_LIMITS, 'result_timeout': max(12.0, 1.5 * latency[1]),
+            'expected_latency': (latency[0] + latency[1]) / 2})
+        recorder = Recorder()
+        wait_until(lambda: recorder.trajectory, 60, spin=recorder.spin_for)
+        recorder.t0 = time.monotonic()
+        schedule = list(scenario.instructions)
+        say(f'[demo] {scenario.name}: {len(schedule)} instruction(s), model latency '
+            f'{latency[0]:.1f}-{latency[1]:.1f} s, time limit {limit:.0f} s')
+        inflight_samples = []
+        last_print = -10.0
+        done_at = None
+        outage_done = False
+        while recorder.now() < limit:
+            t = recorder.now()
+            while schedule and schedule[0].at <= t:
+                instr = schedule.pop(0)
+                resp = recorder.create_task(instr.text)
+                say(f'[demo] t={t:5.1f}s task {resp.task_id}: "{instr.text}" '
+                    f'({"accepted" if resp.accepted else resp.message})')
+            if outage_at is not None and not outage_done and t >= outage_at:
+                # Model outage: every request now fails; the planner must stop the robot.
+                req = urllib.request.Request(
+                    url.replace('/v1', '/_test/config'), method='POST',
+                    data=json.dumps({'error_rate': 1.0, 'latency_min': 0.0,
+                                     'latency_max': 0.0}).encode(),
+                    headers={'Content-Type': 'application/json'})
+                urllib.request.urlopen(req, timeout=2).read()
+                outage_done = True
+                say(f'[demo] t={t:5.1f}s model outage injected')
+            recorder.spin_for(0.1)
+            moving = bool(recorder.commands) and (abs(recorder.commands[-1][1]) > 0.02 or
+                                                  abs(recorder.commands[-1][2]) > 0.02)
+            inflight_samples.append((_oracle_in_flight(url) > 0, moving))
+            if t - last_print >= 3.0 and recorder.trajectory:
+                _, x, y, yaw = recorder.trajectory[-1]
+                action = recorder.results[-1][1].action if recorder.results else '-'
+                say(f'[demo] t={t:5.1f}s pose=({x:5.2f}, {y:5.2f}, {yaw:+.2f}) '
+                    f'results={len(recorder.results)} last action={action}')
+                last_print = t
+            if not schedule and done_at is None and recorder.states and \
+                    recorder.states[-1].status == 'completed':
+                done_at = t
+            if done_at is not None and t - done_at > 2.0:
+                break
+        summary = evaluate(scenario, recorder.trajectory, recorder.commands,
+                           [(0.0, 'collision')] * recorder.collisions).to_dict()
+        in_flight = [m for f, m in inflight_samples if f]
+        summary.update({
+            'latency': list(latency), 'seed': seed, 'results': len(recorder.results),
+            'error_results': sum(1 for _, r in recorder.results if r.status == 2),
+            'moving_while_inferring': (sum(in_flight) / len(in_flight)) if in_flight else 0.0,
+            'limit_violations': _limit_violations(recorder.commands),
+            'final_task_status': recorder.states[-1].status if recorder.states else '',
+        })
+        if outage_at is not None:
+            stopped = [t for t, v, w in recorder.commands
+                       if t >= outage_at and v == 0.0 and w == 0.0]
+            summary['stop_after_outage_s'] = (stopped[0] - outage_at) if stopped else None
+        if write_media:
+            summary['files'] = _write_media(out_dir, scenario, recorder)
+        (out_dir / 'summary.json').write_text(json.dumps(summary, indent=2))
+        return summary
+    finally:
+        if recorder is not None:
+            recorder.close()
+        procs.stop_all()
+
+
+def _write_media(out_dir: pathlib.Path, scenario: Scenario, recorder: Recorder) -> list[str]:
+    files = []
+    world = World(scenario)
+    trail = [(x, y, yaw) for _, x, y, yaw in recorder.trajectory]
+    plot = render_topdown(world, trail, size=640, pose=trail[-1] if trail else None)
+    cv2.imwrite(str(out_dir / 'trajectory.png'), plot)
+    files.append('trajectory.png')
+    if recorder.frames:
+        h, w = recorder.frames[0].shape[:2]
+        path = out_dir / 'debug.mp4'
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 2.0, (w, h))
+        for frame in recorder.frames:
+            writer.write(frame)
+        writer.release()
+        cv2.imwrite(str(out_dir / 'debug_last.png'), recorder.frames[-1])
+        files += ['debug.mp4', 'debug_last.png']
+    return files
+
+
+def main(argv=None) -> int:
+    """Run a scenario (default corridor_door) and print where the results are."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--scenario', default='corridor_door',
+                        help='scenario name (vln_ros/sim/scenarios) or YAML path')
+    parser.add_argument('--out', default='out/demo', help='output directory')
+    parser.add_argument('--latency', nargs=2, type=float, default=(5.0, 8.0),
+                        metavar=('MIN', 'MAX'), help='oracle model latency range (s)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--no-media', action='store_true', help='skip video and plot')
+    args = parser.parse_args(argv)
+    # A domain of its own, so a demo never drives someone else's robot on this network.
+    os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random().randint(120, 200) % 101 + 1))
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    out = pathlib.Path(args.out)
+    t0 = time.monotonic()
+    summary = run_scenario(args.scenario, out, tuple(args.latency), args.seed,
+                           write_media=not args.no_media)
+    print(json.dumps({k: v for k, v in summary.items() if k != 'files'}, indent=2))
+    print(f'[demo] {"SUCCESS" if summary["success"] else "FAILED"}: {summary["reason"]} '
+          f'in {time.monotonic() - t0:.0f} s; wrote {", ".join(summary.get("files", []))} '
+          f'and summary.json to {out}/')
+    return 0 if summary['success'] else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Simulator node: a 2D world with a first-person camera, odometry and an oracle model server.
+
+In the spirit of nav2's loopback simulator: cmd_vel in; camera/image_raw (30 fps),
+odom and sim/ground_truth out. With `oracle_port` >= 0 it also serves the OpenAI-compatible
+model API in-process, answering from the world's ground truth at the pose where the keyframe
+was captured (the frame number is drawn into each image; see frame_tag.py), with a latency
+drawn from `oracle_latency` (default 5-8 s, as measured for the 32B model) and optional faults.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+
+import cv2
+from geometry_msgs.msg import Twist, TwistStamped
+from nav_msgs.msg import Odometry
+import numpy as np
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image
+from std_msgs.msg import UInt32
+
+from vln_ros.core.geometry import quaternion_from_yaw
+from vln_ros.nodes.ros_common import SENSOR_QOS, declare, run_node, sec_to_stamp
+from vln_ros.sim.frame_tag import read_frame_tag, stamp_frame
+from vln_ros.sim.oracle import Oracle, make_oracle_policy, request_instruction
+from vln_ros.sim.render import CameraRenderer
+from vln_ros.sim.scenario import Scenario
+from vln_ros.sim.vlm_server import ServerConfig, serve_in_thread
+from vln_ros.sim.world import World
+
+
+class SimNode(Node):
+    """Steps the world at odom_rate from cmd_vel and renders the camera at camera_rate."""
+
+    def __init__(self) -> None:
+        super().__init__('sim_node')
+        scenario = declare(self, 'scenario', 'corridor_door',
+                           'Scenario YAML path or packaged name (vln_ros/sim/scenarios)')
+        seed = declare(self, 'seed', 0, 'Seed of motion noise and oracle faults', 0, 2**31 - 1)
+        camera_rate = declare(self, 'camera_rate', 30.0, 'Camera frame rate (Hz)', 1.0, 60.0)
+        odom_rate = declare(self, 'odom_rate', 50.0, 'Physics and odometry rate (Hz)', 5.0,
+                            200.0)
+        width = declare(self, 'width', 640, 'Camera image width (px)', 64, 1920)
+        height = declare(self, 'height', 480, 'Camera image height (px)', 48, 1080)
+        self._cmd_timeout = declare(self, 'cmd_timeout', 0.5,
+                                    'Stop the base when cmd_vel is older than this (s)',
+                                    0.05, 10.0)
+        stamped = declare(self, 'use_stamped_cmd_vel', False, 'cmd_vel is TwistStamped')
+        self._publish_clock = declare(self, 'publish_clock', False,
+                                      'Publish /clock from simulated time (use_sim_time)')
+        self._odom_frame = declare(self, 'odom_frame', 'odom', 'Odometry frame')
+        self._base_frame = declare(self, 'base_frame', 'base_link', 'Robot base frame')
+        oracle_port = declare(self, 'oracle_port', -1,
+                              'Serve the oracle model API on 127.0.0.1:PORT (0: any free '
+                              'port, -1: off)', -1, 65535)
+        latency = declare(self, 'oracle_latency', [5.0, 8.0],
+                          'Oracle answer latency range [min, max] (s)')
+        error_rate = declare(self, 'oracle_error_rate', 0.0, 'Fraction of 503/500 answers',
+                             0.0, 1.0)
+        timeout_rate = declare(self, 'oracle_timeout_rate', 0.0, 'Fraction of hung requests',
+                               0.0, 1.0)
+        garbage_rate = declare(self, 'oracle_garbage_rate', 0.0, 'Fraction of garbage answers',
+                               0.0, 1.0)
+
+        self._world = World(Scenario.load(scenario), seed=seed)
+        self._renderer = CameraRenderer(width, height)
+        self._lock = threading.Lock()
+        self._cmd = (0.0, 0.0, 0.0)
+        self._cmd_time = -1e9
+        self._frame = 0
+        # Frame number -> true pose at render time, for the oracle (about 30 s at 30 fps).
+        self._frame_poses: collections.OrderedDict[int, object] = collections.OrderedDict()
+        self._dt = 1.0 / odom_rate
+
+        self._image_pub = self.create_publisher(Image, 'camera/image_raw', SENSOR_QOS)
+        self._odom_pub = self.create_publisher(Odometry, 'odom', 10)
+        self._truth_pub = self.create_publisher(Odometry, 'sim/ground_truth', 10)
+        self._collision_pub = self.create_publisher(UInt32, 'sim/collisions', 10)
+        self._collisions = 0
+        self._clock_pub = self.create_publisher(Clock, '/clock', 10) \
+            if self._publish_clock else None
+        self.create_subscription(TwistStamped if stamped else Twist, 'cmd_vel', self._on_cmd,
+                                 10)
+        self.create_timer(self._dt, self._on_physics)
+        self.create_timer(1.0 / camera_rate, self._on_camera)
+
+        self._oracle = Oracle(self._world_and_pose, hfov_deg=self._renderer.hfov_deg)
+        self._server_stack = contextlib.ExitStack()
+        self.oracle_url = ''
+        if oracle_port >= 0:
+            config = ServerConfig(latency_min=float(latency[0]), latency_max=float(latency[1]),
+                                  error_rate=error_rate, timeout_rate=timeout_rate,
+                                  garbage_rate=garbage_rate, seed=seed)
+            server = self._server_stack.enter_context(serve_in_thread(
+                config, self._answer, port=oracle_port))
+            self.oracle_url = server.base_url
+        self.get_logger().info(
+            f'sim ready: scenario {self._world.scenario.name}, camera {width}x{height} @ '
+            f'{camera_rate:.0f} Hz, odom @ {odom_rate:.0f} Hz'
+            + (f', oracle model server on {self.oracle_url}' if self.oracle_url else ''))
+        if self.oracle_url:
+            # One parseable line for scripts and tests.
+            print(f'oracle listening on {self.oracle_url}', flush=True)
+
+    def _world_and_pose(self):
+        with self._lock:
+            return self._world, self._world.ground_truth()
+
+    def _answer(self, request) -> dict:
+        """Oracle policy: answer from the pose at which the keyframe was rendered."""
+        pose = None
+        if request.images:
+            img = cv2.imdecode(np.frombuffer(request.images[-1], np.uint8), cv2.IMREAD_COLOR)
+            frame = read_frame_tag(img) if img is not None else None
+            with self._lock:
+                pose = self._frame_poses.get(frame) if frame is not None else None
+        if pose is None:
+            return make_oracle_policy(self._oracle)(request)
+        with self._lock:
+            return self._oracle.answer(request_instruction(request), pose, self._world)
+
+    def _on_cmd(self, msg) -> None:
+        twist = msg.twist if isinstance(msg, TwistStamped) else msg
+        with self._lock:
+            self._cmd = (twist.linear.x, twist.linear.y, twist.angular.z)
+            self._cmd_time = self._world.time
+
+    def _on_physics(self) -> None:
+        with self._lock:
+            world = self._world
+            # A real base stops when its command stream stops.
+            cmd = self._cmd if world.time - self._cmd_time <= self._cmd_timeout \
+                else (0.0, 0.0, 0.0)
+            world.step(*cmd, self._dt)
+            odom, truth, t = world.odometry(), world.ground_truth(), world.time
+            applied = world.last_command
+            collisions = world.collisions
+        stamp = self._stamp(t)
+        self._odom_pub.publish(self._odometry(odom, applied, stamp))
+        self._truth_pub.publish(self._odometry(truth, applied, stamp))
+        if self._clock_pub is not None:
+            self._clock_pub.publish(Clock(clock=stamp))
+        if collisions != self._collisions:
+            self._collisions = collisions
+            self._collision_pub.publish(UInt32(data=collisions))
+
+    def _stamp(self, sim_time: float):
+        # Simulated time when /clock is published (use_sim_time), else the node's clock.
+        return sec_to_stamp(sim_time) if self._publish_clock \
+            else self.get_clock().now().to_msg()
+
+    def _odometry(self, pose, twist, stamp) -> Odometry:
+        msg = Odometry()
+        msg.header.stamp = stamp
+        msg.header.frame_id, msg.child_frame_id = self._odom_frame, self._base_frame
+        msg.pose.pose.position.x, msg.pose.pose.position.y = pose.x, pose.y
+        o = msg.pose.pose.orientation
+        o.x, o.y, o.z, o.w = quaternion_from_yaw(pose.yaw)
+        msg.twist.twist.linear.x, msg.twist.twist.linear.y = twist[0], twist[1]
+        msg.twist.twist.angular.z = twist[2]
+        return msg
+
+    def _on_camera(self) -> None:
+        with self._lock:
+            pose, t = self._world.ground_truth(), self._world.time
+            self._frame += 1
+            frame = self._frame % 65536
+            self._frame_poses[frame] = pose
+            while len(self._frame_poses) > 1000:
+                self._frame_poses.popitem(last=False)
+        img = stamp_frame(self._renderer.render(self._world, pose), frame)
+        msg = Image(height=img.shape[0], width=img.shape[1], encoding='bgr8',
+                    step=img.shape[1] * 3, data=img.tobytes())
+        msg.header.stamp = self._stamp(t)
+        msg.header.frame_id = 'camera'
+        self._image_pub.publish(msg)
+
+    @property
+    def world(self) -> World:
+        """The simulated world (for in-process use)."""
+        return self._world
+
+    def close(self) -> None:
+        """Stop the oracle server."""
+        self._server_stack.close()
+
+
+def main(args=None) -> None:
+    """Run the simulator node."""
+    run_node(SimNode, args, on_shutdown=lambda node: node.close())
+
+
+if __name__ == '__main__':
+    main()

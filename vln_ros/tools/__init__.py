@@ -1,0 +1,1 @@
+"""Command-line tools: rosbag record/replay, video driver."""
