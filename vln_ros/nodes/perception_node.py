@@ -15,6 +15,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
 from vln_ros_interfaces.msg import NavigationResult, TaskState, Waypoint
 
 from vln_ros.core.debug_view import draw_debug_image
@@ -37,6 +38,8 @@ from vln_ros.nodes.ros_common import (
     LATCHED_QOS,
     RELIABLE_QOS,
     SENSOR_QOS,
+    TASK_ACK_QOS,
+    TASK_ACK_TOPIC,
     declare,
     run_node,
     stamp_to_sec,
@@ -143,6 +146,7 @@ class PerceptionNode(Node):
         self._result_pub = self.create_publisher(NavigationResult, 'vln/result', RELIABLE_QOS)
         self._debug_pub = self.create_publisher(Image, 'vln/debug_image', 2)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._ack_pub = self.create_publisher(String, TASK_ACK_TOPIC, TASK_ACK_QOS)
         if transport == 'compressed':
             topic = 'camera/image_raw/compressed'
             self.create_subscription(CompressedImage, topic, self._on_compressed, SENSOR_QOS)
@@ -187,6 +191,7 @@ class PerceptionNode(Node):
         # the lock just released. The scheduler then cancels the old task's requests (outside
         # our lock: it waits for a result being delivered, which needs our lock).
         self._scheduler.set_active_task(active)
+        self._ack_pub.publish(String(data=f'{self.get_fully_qualified_name()}|{active or ""}'))
         self.get_logger().info(f'following task {msg.task_id or "-"} ({msg.status})'
                                + (f': "{msg.instruction}"' if self._task else ''))
 

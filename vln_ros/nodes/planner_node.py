@@ -15,6 +15,7 @@ from geometry_msgs.msg import Point, PoseStamped, Twist, TwistStamped
 from nav_msgs.msg import Odometry, Path
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from std_msgs.msg import String
 from std_srvs.srv import SetBool
 from visualization_msgs.msg import Marker, MarkerArray
 from vln_ros_interfaces.msg import NavigationResult, TaskState
@@ -25,6 +26,8 @@ from vln_ros.core.velocity_limits import Limits
 from vln_ros.nodes.ros_common import (
     LATCHED_QOS,
     RELIABLE_QOS,
+    TASK_ACK_QOS,
+    TASK_ACK_TOPIC,
     declare,
     run_node,
     sec_to_stamp,
@@ -106,6 +109,7 @@ class PlannerNode(Node):
         self._path_pub = self.create_publisher(Path, 'vln/path', RELIABLE_QOS)
         self._marker_pub = self.create_publisher(MarkerArray, 'vln/markers', RELIABLE_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._ack_pub = self.create_publisher(String, TASK_ACK_TOPIC, TASK_ACK_QOS)
         self.create_subscription(NavigationResult, 'vln/result', self._on_result, RELIABLE_QOS,
                                  callback_group=io_group)
         self.create_subscription(Odometry, 'odom', self._on_odom, RELIABLE_QOS,
@@ -136,6 +140,7 @@ class PlannerNode(Node):
         active = msg.task_id if msg.status == TaskState.STATUS_ACTIVE else None
         with self._lock:
             self._planner.set_active_task(active)
+        self._ack_pub.publish(String(data=f'{self.get_fully_qualified_name()}|{active or ""}'))
 
     def _on_result(self, msg: NavigationResult) -> None:
         result = PlannerResult(

@@ -21,6 +21,10 @@ SENSOR_QOS = qos_profile_sensor_data
 LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                          reliability=ReliabilityPolicy.RELIABLE,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# Nodes that follow the active task acknowledge each change here ("<node>|<task id>"); the task
+# node answers a switch only once they have, so nothing of the old task follows the answer.
+TASK_ACK_TOPIC = 'vln/task_ack'
+TASK_ACK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Results and commands: reliable, small queue.
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -13,6 +13,7 @@ import time
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
+from std_msgs.msg import String
 from vln_ros_interfaces.action import Navigate
 from vln_ros_interfaces.msg import NavigationResult, TaskState, Waypoint
 from vln_ros_interfaces.msg import TaskConfig as TaskConfigMsg
@@ -30,6 +31,8 @@ from vln_ros.nodes.planner_node import STATUS_NAMES
 from vln_ros.nodes.ros_common import (
     LATCHED_QOS,
     RELIABLE_QOS,
+    TASK_ACK_QOS,
+    TASK_ACK_TOPIC,
     declare,
     run_node,
     sec_to_stamp,
@@ -95,6 +98,9 @@ class TaskNode(Node):
         completion_count = declare(self, 'completion_count', 2,
                                    'Consecutive confident "stop" answers that complete a task',
                                    1, 100)
+        self._ack_timeout = declare(self, 'switch_ack_timeout', 1.0,
+                                    'Wait this long (s) for perception and planner to follow a '
+                                    'task change before answering the service', 0.0, 10.0)
         if db_path != ':memory:':
             db_path = os.path.expanduser(db_path)
             os.makedirs(os.path.dirname(db_path) or '.', exist_ok=True)
@@ -105,12 +111,16 @@ class TaskNode(Node):
                                     completion_confidence=completion_confidence,
                                     completion_count=completion_count)
         self._changed = threading.Condition()
+        self._acks: dict[str, str] = {}  # node -> task id it follows ('' = none)
+        self._ack_cv = threading.Condition()
         self._latest_result: dict[str, NavigationResult] = {}
 
         group = ReentrantCallbackGroup()
         self._state_pub = self.create_publisher(TaskState, 'vln/task_state', LATCHED_QOS)
         self._manager.on_change = self._on_change
         self.create_subscription(NavigationResult, 'vln/result', self._on_result, RELIABLE_QOS,
+                                 callback_group=group)
+        self.create_subscription(String, TASK_ACK_TOPIC, self._on_ack, TASK_ACK_QOS,
                                  callback_group=group)
         self.create_service(CreateTask, 'vln/create_task', self._on_create, callback_group=group)
         self.create_service(StopTask, 'vln/stop_task', self._on_stop, callback_group=group)
@@ -150,12 +160,37 @@ class TaskNode(Node):
         if completed:
             self.get_logger().info(f'task {msg.task_id} completed: arrived')
 
+    def _on_ack(self, msg: String) -> None:
+        node, _, task_id = msg.data.partition('|')
+        with self._ack_cv:
+            self._acks[node] = task_id
+            self._ack_cv.notify_all()
+
+    def _await_acks(self, task_id: str) -> None:
+        """Wait until every node that follows tasks has switched to task_id ('' = none).
+
+        The task state is published before this; waiting for the followers (perception,
+        planner) makes the service's answer a guarantee: once the caller has it, no result
+        or command of the previous task is published any more.
+        """
+        expected = self.count_publishers(TASK_ACK_TOPIC)
+        if expected == 0 or self._ack_timeout <= 0:
+            return
+        with self._ack_cv:
+            done = self._ack_cv.wait_for(
+                lambda: sum(1 for t in self._acks.values() if t == task_id) >= expected,
+                timeout=self._ack_timeout)
+        if not done:
+            self.get_logger().warn(f'task change to "{task_id or "none"}" not acknowledged by '
+                                   f'all {expected} followers within {self._ack_timeout} s')
+
     def _on_create(self, request: CreateTask.Request, response: CreateTask.Response):
         ok, record, message = self._manager.create(request.instruction,
                                                    config_from_msg(request.config))
         response.accepted, response.message = ok, message
         response.task_id = record.task_id if record else ''
         if ok:
+            self._await_acks(record.task_id)
             self.get_logger().info(f'task {record.task_id} active: "{record.instruction}"')
         else:
             self.get_logger().warn(f'create_task refused: {message}')
@@ -163,6 +198,9 @@ class TaskNode(Node):
 
     def _on_stop(self, request: StopTask.Request, response: StopTask.Response):
         response.success, response.message = self._manager.stop(request.task_id)
+        if response.success:
+            active = self._manager.active
+            self._await_acks(active.task_id if active else '')
         return response
 
     def _on_get(self, request: GetTask.Request, response: GetTask.Response):
@@ -199,6 +237,7 @@ class TaskNode(Node):
             goal_handle.abort()
             return result
         task_id = record.task_id
+        self._await_acks(task_id)
         deadline = time.monotonic() + goal.timeout if goal.timeout > 0 else None
         sent = None
         while True:

@@ -1,0 +1,124 @@
+"""Planner timing, measured by a subscriber in another process (this one).
+
+Prints the achieved cmd_vel rate and period error p50/p99/max at 50 Hz and 100 Hz, alone and
+with the perception node ingesting 30 fps 640x480 frames from the simulator on the same
+machine, and the time from a result's arrival to the first command that reflects it.
+
+    python bench/bench_planner.py --mode short   # CI: 4 s per setting
+"""
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+os.environ.setdefault('ROS_DOMAIN_ID', str(150 % 101 + os.getpid() % 50))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+
+from geometry_msgs.msg import Twist  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from vln_ros_interfaces.msg import NavigationResult, TaskState, Waypoint  # noqa: E402
+
+from test.harness import RosTestNode  # noqa: E402
+from vln_ros.nodes.ros_common import LATCHED_QOS, sec_to_stamp  # noqa: E402
+from vln_ros.tools.processes import ProcessGroup  # noqa: E402
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))] if values else None
+
+
+def measure_rate(ros, cmds, seconds):
+    cmds.clear()
+    ros.spin_for(seconds)
+    times = [t for t, _ in cmds]
+    periods = [b - a for a, b in zip(times, times[1:], strict=False)]
+    return times, periods
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--mode', choices=('short', 'long'), default='short')
+    args = ap.parse_args()
+    seconds = 4.0 if args.mode == 'short' else 30.0
+    rows = []
+    ros = RosTestNode('bench_planner')
+    log_dir = pathlib.Path(tempfile.mkdtemp(prefix='bench_planner_'))
+    try:
+        cmds = []
+        ros.node.create_subscription(Twist, 'cmd_vel',
+                                     lambda m: cmds.append((time.monotonic(), m.linear.x)), 50)
+        state_pub = ros.node.create_publisher(TaskState, 'vln/task_state', LATCHED_QOS)
+        result_pub = ros.node.create_publisher(NavigationResult, 'vln/result', 10)
+        odom_pub = ros.node.create_publisher(Odometry, 'odom', 10)
+        for load in (False, True):
+            load_procs = ProcessGroup(log_dir)
+            if load:
+                sim = load_procs.start_node('sim_node', module='vln_ros.sim.sim_node',
+                                            params={'oracle_port': 0,
+                                                    'oracle_latency': [5.0, 8.0]},
+                                            remap={'cmd_vel': 'sim_cmd_vel'})
+                out = sim.wait_for_output('oracle listening on', 60)
+                url = out.split('oracle listening on ')[1].split()[0]
+                load_procs.start_node('perception_node', params={'vlm.base_url': url})
+            for rate in (50.0, 100.0):
+                procs = ProcessGroup(log_dir)
+                procs.start_node('planner_node', params={'rate_hz': rate})
+                ros.wait_until(lambda: len(cmds) > 10, 30)
+                if load:
+                    state_pub.publish(TaskState(task_id='vln_9_bench0', status='active',
+                                                instruction='go forward'))
+                ros.spin_for(1.0)
+                _, periods = measure_rate(ros, cmds, seconds)
+                nominal = 1.0 / rate
+                errs = [abs(p - nominal) * 1000 for p in periods]
+                rows.append({'rate_hz': rate, 'load': 'perception 30 fps' if load else 'none',
+                             'achieved_hz': round(len(periods) / sum(periods), 2),
+                             'period_err_p50_ms': round(pct(errs, 0.5), 3),
+                             'period_err_p99_ms': round(pct(errs, 0.99), 3),
+                             'period_err_max_ms': round(max(errs), 3)})
+                print(json.dumps(rows[-1]), flush=True)
+                procs.stop_all()
+                cmds.clear()
+            load_procs.stop_all()
+
+        # Result arrival -> first command that reflects it (odometry published by us).
+        procs = ProcessGroup(log_dir)
+        procs.start_node('planner_node', params={'rate_hz': 50.0, 'schedule_speed': False})
+        ros.wait_until(lambda: len(cmds) > 10, 30)
+        state_pub.publish(TaskState(task_id='vln_9_bench1', status='active'))
+        delays = []
+        for i in range(5 if args.mode == 'short' else 20):
+            for _ in range(20):
+                odom = Odometry()
+                odom.header.stamp = sec_to_stamp(time.time())
+                odom.pose.pose.orientation.w = 1.0
+                odom_pub.publish(odom)
+                ros.spin_for(0.02)
+            cmds.clear()
+            res = NavigationResult(task_id='vln_9_bench1', sequence=i + 1, status=0,
+                                   waypoints=[Waypoint(dx=1.0, confidence=0.9)])
+            res.header.stamp = sec_to_stamp(time.time())
+            t0 = time.monotonic()
+            result_pub.publish(res)
+            ros.wait_until(lambda: any(v > 0 for _, v in cmds), 5)
+            delays.append((next(t for t, v in cmds if v > 0) - t0) * 1000)
+            # Stop it again: an error streak zeroes the command.
+            for _ in range(3):
+                result_pub.publish(NavigationResult(task_id='vln_9_bench1', status=2))
+            ros.wait_until(lambda: cmds and cmds[-1][1] == 0.0, 10)
+        row = {'result_to_command_p50_ms': round(pct(delays, 0.5), 2),
+               'result_to_command_max_ms': round(max(delays), 2), 'samples': len(delays)}
+        print(json.dumps(row), flush=True)
+        procs.stop_all()
+    finally:
+        ros.close()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
