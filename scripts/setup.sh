@@ -60,6 +60,7 @@ key=$(inputs_hash package.xml setup.py setup.cfg vln_ros_interfaces/CMakeLists.t
   vln_ros_interfaces/package.xml vln_ros_interfaces/*/* launch/* config/* requirements/*)
 if ! step_done colcon "$key" || [ ! -f install/setup.sh ]; then
   log 'colcon build (vln_ros_interfaces, vln_ros)'
+  mkdir -p log
   colcon build --base-paths . vln_ros_interfaces --symlink-install \
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" \
     > log/colcon-build.txt 2>&1 \
