@@ -116,10 +116,6 @@ class ApiKeyMiddleware:
 
 # --------------------------------------------------------------------------- body size
 
-class BodyTooLarge(Exception):
-    """A request body passed the limit while it was being read."""
-
-
 class BodySizeMiddleware:
     """Answer 413 to bodies over ``max_bytes``, counting chunks as they arrive (ASGI).
 
@@ -153,28 +149,33 @@ class BodySizeMiddleware:
                     await self._refuse(scope, send, str(declared))
                     return
         received = 0
-        started = False
+        started = refused = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {'type': 'http.disconnect'}
             message = await receive()
             if message['type'] == 'http.request':
                 received += len(message.get('body', b''))
                 if received > self.max_bytes:
-                    raise BodyTooLarge()
+                    # Answer now and tell the app the client is gone: frameworks turn
+                    # exceptions raised while reading a body into their own 400s.
+                    refused = True
+                    if not started:
+                        await self._refuse(scope, send, f'more than {self.max_bytes}')
+                    return {'type': 'http.disconnect'}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 already went out: drop whatever the app answers
             if message['type'] == 'http.response.start':
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if not started:
-                await self._refuse(scope, send, f'more than {self.max_bytes}')
+        await self.app(scope, counting_receive, guarded_send)
 
 
 # --------------------------------------------------------------------------- frame rate

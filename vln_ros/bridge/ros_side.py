@@ -1,0 +1,456 @@
+"""The bridge's rclpy node: task service clients, the camera publisher, result caches.
+
+Callbacks run on the node's executor thread and only store what arrived; anything the web
+side waits for (a sync frame's result, a WebSocket stream, a debug image) is handed to the
+app's asyncio loop with ``loop.call_soon_threadsafe``, so neither side ever blocks the other.
+The methods the app calls (see vln_ros.bridge.app.RosPort) run on that loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections import OrderedDict, deque
+import threading
+
+import cv2
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CompressedImage, Image
+from vln_ros_interfaces.msg import NavigationResult, TaskConfig, TaskState
+from vln_ros_interfaces.srv import CreateTask, GetTask, StopTask
+
+from vln_ros.bridge.app import BridgeError, BridgeSettings
+from vln_ros.bridge.limits import Frame
+from vln_ros.core.images import ImageError, bgr_to_image_fields, image_to_bgr
+from vln_ros.nodes.planner_node import STATUS_NAMES
+from vln_ros.nodes.ros_common import (
+    LATCHED_QOS,
+    RELIABLE_QOS,
+    SENSOR_QOS,
+    declare,
+    stamp_to_sec,
+)
+
+FRAME_TOPIC_TYPES = ('compressed', 'raw', 'both')
+_MAX_TASKS_CACHED = 256
+_DEBUG_IMAGES_KEPT = 8
+_STREAM_QUEUE = 64
+_SERVICE_WAIT_S = 2.0  # a just-started graph may need this long to discover the task node
+
+
+def _stamp_ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _r(value: float) -> float:
+    # float32 fields: 0.3 arrives as 0.30000001192092896; clients want 0.3.
+    return round(float(value), 4)
+
+
+def result_dict(msg: NavigationResult) -> dict:
+    """NavigationResult to the JSON-ready dict the app serves."""
+    stamp_ns = _stamp_ns(msg.header.stamp)
+    return {
+        'task_id': msg.task_id, 'sequence': int(msg.sequence), 'stamp': stamp_ns * 1e-9,
+        'stamp_ns': stamp_ns, 'environment': msg.environment, 'action': msg.action,
+        'waypoints': [{'dx': _r(w.dx), 'dy': _r(w.dy), 'dtheta': _r(w.dtheta),
+                       'confidence': _r(w.confidence)} for w in msg.waypoints],
+        'linear_vel': _r(msg.linear_vel), 'angular_vel': _r(msg.angular_vel),
+        'inference_time': _r(msg.inference_time),
+        'status': STATUS_NAMES.get(msg.status, 'vlm_error'), 'error': msg.error,
+    }
+
+
+def state_dict(msg: TaskState) -> dict:
+    """TaskState to a JSON-ready dict."""
+    return {
+        'task_id': msg.task_id, 'instruction': msg.instruction, 'status': msg.status,
+        'created': stamp_to_sec(msg.created), 'updated': stamp_to_sec(msg.updated),
+        'frames': int(msg.frames), 'keyframes': int(msg.keyframes),
+        'inferences': int(msg.inferences), 'errors': int(msg.errors),
+        'last_action': msg.last_action, 'last_environment': msg.last_environment,
+        'message': msg.message,
+        'config': {'output_fps': _r(msg.config.output_fps),
+                   'keyframe_threshold': _r(msg.config.keyframe_threshold),
+                   'enable_visualization': bool(msg.config.enable_visualization)},
+        'visualize': bool(msg.config.enable_visualization),
+    }
+
+
+class _Bounded(OrderedDict):
+    """Dict that forgets its oldest entries beyond ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class BridgeNode(Node):
+    """ROS side of the bridge; implements vln_ros.bridge.app.RosPort."""
+
+    def __init__(self) -> None:
+        super().__init__('vln_bridge')
+        self.host = declare(self, 'host', '127.0.0.1',
+                            'Address to bind; 0.0.0.0 exposes the API to the network',
+                            read_only=True)
+        self.port = declare(self, 'port', 20000, 'TCP port; 0 picks a free one', 0, 65535,
+                            read_only=True)
+        self.settings = BridgeSettings(
+            api_key=declare(self, 'api_key', '', 'Bearer key required on every endpoint but '
+                            '/health; empty: none', read_only=True),
+            vlm_base_url=declare(self, 'vlm.base_url', 'http://127.0.0.1:23333/v1',
+                                 'OpenAI-compatible base URL of the model server',
+                                 read_only=True),
+            vlm_api_key=declare(self, 'vlm.api_key', '', 'API key of the model server',
+                                read_only=True),
+            vlm_timeout=declare(self, 'vlm.timeout', 120.0,
+                                'Timeout of proxied model requests (s)', 1.0, 3600.0),
+            vlm_guided=declare(self, 'vlm.guided', 'regex',
+                               'Guided decoding of /analyze/video: regex, json_schema, none'),
+            max_body_bytes=declare(self, 'max_body_bytes', 10 * 1024 * 1024,
+                                   'Largest request body (bytes); larger gets 413',
+                                   1024, 1 << 31),
+            max_frame_bytes=declare(self, 'max_frame_bytes', 4 * 1024 * 1024,
+                                    'Largest encoded frame (bytes); larger gets 413',
+                                    1024, 1 << 31),
+            max_frame_pixels=declare(self, 'max_frame_pixels', 4096 * 4096,
+                                     'Largest frame (pixels, from its header)', 1, 1 << 31),
+            frame_rate_limit=declare(self, 'frame_rate_limit', 60.0,
+                                     'Frames/s per client (token bucket); 0: no limit',
+                                     0.0, 100000.0),
+            frame_burst=declare(self, 'frame_burst', 0.0,
+                                'Frames a client may send at once; 0: one second worth',
+                                0.0, 100000.0),
+            sync_timeout=declare(self, 'sync_timeout', 15.0,
+                                 'POST /vln/frame/sync waits this long for its result (s)',
+                                 0.1, 600.0),
+            service_timeout=declare(self, 'service_timeout', 5.0,
+                                    'Timeout of the task service calls (s)', 0.1, 120.0),
+            max_video_frames=declare(self, 'max_video_frames', 32,
+                                     'Most frames /analyze/video may sample', 1, 64),
+            cors_origins=tuple(self._string_array(
+                'cors_origins', 'Origins allowed by CORS; empty: CORS off')),
+        )
+        topic_type = declare(self, 'frame_topic_type', 'compressed',
+                             'Publish frames as compressed (CompressedImage, no decode), raw '
+                             '(Image, decoded off the request path) or both', read_only=True)
+        if topic_type not in FRAME_TOPIC_TYPES:
+            raise ValueError(f'frame_topic_type must be one of {FRAME_TOPIC_TYPES}, '
+                             f'got {topic_type!r}')
+        self._frame_id = declare(self, 'frame_id', 'camera', 'frame_id of published frames')
+
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._active: dict | None = None
+        self._states: _Bounded = _Bounded(_MAX_TASKS_CACHED)
+        self._latest: _Bounded = _Bounded(_MAX_TASKS_CACHED)
+        self._debug: deque[tuple[int, str]] = deque(maxlen=_DEBUG_IMAGES_KEPT)
+        self._last_stamp_ns = 0
+        # Loop-thread only: waiters of sync frames and debug images, stream queues.
+        self._waiters: dict[int, tuple[str, asyncio.Future]] = {}
+        self._debug_waiters: dict[int, list[asyncio.Future]] = {}
+        self._streams: dict[str, set[asyncio.Queue]] = {}
+
+        self._compressed_pub = self._raw_pub = None
+        if topic_type in ('compressed', 'both'):
+            self._compressed_pub = self.create_publisher(
+                CompressedImage, 'camera/image_raw/compressed', SENSOR_QOS)
+        if topic_type in ('raw', 'both'):
+            self._raw_pub = self.create_publisher(Image, 'camera/image_raw', SENSOR_QOS)
+        self.create_subscription(NavigationResult, 'vln/result', self._on_result, RELIABLE_QOS)
+        self.create_subscription(TaskState, 'vln/task_state', self._on_task_state, LATCHED_QOS)
+        # JPEG-encoding a debug image takes milliseconds: keep it off the result callbacks.
+        self.create_subscription(Image, 'vln/debug_image', self._on_debug_image, 2,
+                                 callback_group=MutuallyExclusiveCallbackGroup())
+        self._create_cli = self.create_client(CreateTask, 'vln/create_task')
+        self._stop_cli = self.create_client(StopTask, 'vln/stop_task')
+        self._get_cli = self.create_client(GetTask, 'vln/get_task')
+        self.get_logger().info(
+            f'bridge node ready: frames on {topic_type} camera topics, model server '
+            f'{self.settings.vlm_base_url}, api key {"on" if self.settings.api_key else "off"}')
+
+    def _string_array(self, name: str, description: str) -> list[str]:
+        desc = ParameterDescriptor(description=description,
+                                   type=ParameterType.PARAMETER_STRING_ARRAY, read_only=True)
+        self.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
+        try:
+            return [str(v) for v in self.get_parameter(name).value or [] if str(v)]
+        except ParameterUninitializedException:
+            return []
+
+    # ------------------------------------------------------------------ executor thread
+
+    def _hand_over(self, callback, *args) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(callback, *args)
+            except RuntimeError:
+                pass  # the loop closed meanwhile (shutdown)
+
+    def _on_result(self, msg: NavigationResult) -> None:
+        result = result_dict(msg)
+        with self._lock:
+            self._latest[msg.task_id] = result
+        self._hand_over(self._dispatch_result, result)
+
+    def _on_task_state(self, msg: TaskState) -> None:
+        if not msg.task_id:
+            return
+        state = state_dict(msg)
+        with self._lock:
+            self._states[msg.task_id] = state
+            if msg.status == TaskState.STATUS_ACTIVE:
+                self._active = state
+            elif self._active is not None and self._active['task_id'] == msg.task_id:
+                self._active = None
+        self._hand_over(self._dispatch_state, state)
+
+    def _on_debug_image(self, msg: Image) -> None:
+        try:
+            img = image_to_bgr(msg.encoding, msg.width, msg.height, msg.step, msg.data)
+        except ImageError as exc:
+            self.get_logger().warn(f'cannot convert debug image: {exc}',
+                                   throttle_duration_sec=10.0)
+            return
+        ok, jpeg = cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if not ok:
+            return
+        stamp_ns = _stamp_ns(msg.header.stamp)
+        encoded = base64.b64encode(jpeg.tobytes()).decode('ascii')
+        with self._lock:
+            self._debug.append((stamp_ns, encoded))
+        self._hand_over(self._dispatch_debug, stamp_ns, encoded)
+
+    # ------------------------------------------------------------------ loop thread
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Hand results to ``loop`` from now on."""
+        self._loop = loop
+
+    def _feed(self, task_id: str, item: dict) -> None:
+        for queue in self._streams.get(task_id, ()):
+            if queue.full():  # a slow client loses the oldest item, not the newest
+                queue.get_nowait()
+            queue.put_nowait(item)
+
+    def _dispatch_result(self, result: dict) -> None:
+        entry = self._waiters.pop(result['stamp_ns'], None)
+        if entry is not None and entry[0] == result['task_id'] and not entry[1].done():
+            entry[1].set_result(result)
+        self._feed(result['task_id'], {'type': 'result', **result})
+
+    def _dispatch_state(self, state: dict) -> None:
+        if state['status'] != TaskState.STATUS_ACTIVE:
+            for stamp_ns, (task_id, future) in list(self._waiters.items()):
+                if task_id == state['task_id'] and not future.done():
+                    future.set_exception(BridgeError(
+                        409, 'task_not_active', f'task {task_id} became {state["status"]} '
+                        f'before the result of this frame arrived ({state["message"]})'))
+                    self._waiters.pop(stamp_ns, None)
+        item = {k: v for k, v in state.items() if k != 'visualize'}
+        self._feed(state['task_id'], {'type': 'task_state', **item})
+
+    def _dispatch_debug(self, stamp_ns: int, encoded: str) -> None:
+        for future in self._debug_waiters.pop(stamp_ns, ()):
+            if not future.done():
+                future.set_result(encoded)
+
+    def active_task(self) -> dict | None:
+        """The active task as last seen on vln/task_state (or created through the bridge)."""
+        with self._lock:
+            return self._active
+
+    def known_task(self, task_id: str) -> bool:
+        """True when the task was seen on vln/task_state."""
+        with self._lock:
+            return task_id in self._states
+
+    def _next_stamp_ns(self) -> int:
+        # Unique, increasing stamps: a sync frame is matched to its result by stamp alone.
+        now = self.get_clock().now().nanoseconds
+        with self._lock:
+            self._last_stamp_ns = max(now, self._last_stamp_ns + 1)
+            return self._last_stamp_ns
+
+    async def publish_frame(self, task_id: str, frame: Frame, want_result: bool = False
+                            ) -> tuple[int, asyncio.Future | None, bool]:
+        """Publish a checked frame as the camera; optionally register for its result."""
+        stamp_ns = self._next_stamp_ns()
+        future = None
+        if want_result:
+            future = asyncio.get_running_loop().create_future()
+            self._waiters[stamp_ns] = (task_id, future)
+            future.add_done_callback(lambda _f: self._waiters.pop(stamp_ns, None))
+        listeners = 0
+        if self._compressed_pub is not None:
+            msg = CompressedImage(format=frame.kind)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+            msg.header.frame_id = self._frame_id
+            msg.data = frame.data
+            self._compressed_pub.publish(msg)
+            listeners += self._compressed_pub.get_subscription_count()
+        if self._raw_pub is not None:
+            try:
+                # Decoding takes milliseconds: a worker thread, not the event loop.
+                await asyncio.to_thread(self._publish_raw, frame, stamp_ns)
+            except ImageError as exc:
+                if future is not None:
+                    future.cancel()
+                raise BridgeError(400, f'corrupt_{frame.kind}',
+                                  f'frame could not be decoded: {exc}') from None
+            listeners += self._raw_pub.get_subscription_count()
+        return stamp_ns, future, listeners > 0
+
+    def _publish_raw(self, frame: Frame, stamp_ns: int) -> None:
+        from vln_ros.core.images import compressed_to_bgr
+
+        fields = bgr_to_image_fields(compressed_to_bgr(frame.kind, frame.data), 'bgr8')
+        msg = Image(height=fields['height'], width=fields['width'],
+                    encoding=fields['encoding'], step=fields['step'], data=fields['data'])
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        msg.header.frame_id = self._frame_id
+        self._raw_pub.publish(msg)
+
+    def latest_result(self, task_id: str) -> dict | None:
+        """The newest result of a task."""
+        with self._lock:
+            return self._latest.get(task_id)
+
+    def debug_image(self, stamp_ns: int) -> str | None:
+        """Base64 JPEG of the debug image of the keyframe stamped ``stamp_ns``."""
+        with self._lock:
+            for stamp, encoded in reversed(self._debug):
+                if stamp == stamp_ns:
+                    return encoded
+        return None
+
+    async def wait_debug_image(self, stamp_ns: int, timeout: float) -> str | None:
+        """Wait up to ``timeout`` for the debug image of a keyframe (it follows the result)."""
+        found = self.debug_image(stamp_ns)
+        if found is not None:
+            return found
+        future = asyncio.get_running_loop().create_future()
+        self._debug_waiters.setdefault(stamp_ns, []).append(future)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            return self.debug_image(stamp_ns)
+        finally:
+            waiters = self._debug_waiters.get(stamp_ns)
+            if waiters and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._debug_waiters[stamp_ns]
+
+    def subscribe(self, task_id: str) -> asyncio.Queue:
+        """A queue fed with the task's results and state changes."""
+        queue: asyncio.Queue = asyncio.Queue(maxsize=_STREAM_QUEUE)
+        self._streams.setdefault(task_id, set()).add(queue)
+        return queue
+
+    def unsubscribe(self, task_id: str, queue: asyncio.Queue) -> None:
+        """Stop feeding ``queue``."""
+        queues = self._streams.get(task_id)
+        if queues is not None:
+            queues.discard(queue)
+            if not queues:
+                del self._streams[task_id]
+
+    # ------------------------------------------------------------------ services
+
+    async def _call(self, client, request, what: str):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SERVICE_WAIT_S
+        while not client.service_is_ready():
+            if loop.time() > deadline:
+                raise BridgeError(503, 'task_node_unavailable',
+                                  f'service {client.srv_name} is not available: is the '
+                                  'task_node running?')
+            await asyncio.sleep(0.05)
+        result = loop.create_future()
+
+        def transfer(ros_future) -> None:
+            if result.done():
+                return
+            error = ros_future.exception()
+            if error is not None:
+                result.set_exception(BridgeError(502, 'task_node_error',
+                                                 f'{what} failed: {error}'))
+            else:
+                result.set_result(ros_future.result())
+
+        ros_future = client.call_async(request)
+        ros_future.add_done_callback(lambda f: self._hand_over_to(loop, transfer, f))
+        try:
+            return await asyncio.wait_for(result, self.settings.service_timeout)
+        except asyncio.TimeoutError:
+            client.remove_pending_request(ros_future)
+            raise BridgeError(504, 'task_node_timeout',
+                              f'{what}: no answer from {client.srv_name} within '
+                              f'{self.settings.service_timeout:g} s') from None
+
+    @staticmethod
+    def _hand_over_to(loop: asyncio.AbstractEventLoop, callback, *args) -> None:
+        if not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(callback, *args)
+            except RuntimeError:
+                pass
+
+    async def create_task(self, instruction: str, output_fps: float,
+                          keyframe_threshold: float, visualize: bool) -> dict:
+        """Call vln/create_task; an accepted task becomes the active one here at once."""
+        request = CreateTask.Request(instruction=instruction, config=TaskConfig(
+            output_fps=float(output_fps), keyframe_threshold=float(keyframe_threshold),
+            enable_visualization=bool(visualize)))
+        response = await self._call(self._create_cli, request, 'create_task')
+        if response.accepted:
+            # The task node latches the new state before answering, but our subscription
+            # may see it a moment after this response: do not 409 the first frames.
+            with self._lock:
+                if self._active is None or self._active['task_id'] != response.task_id:
+                    self._active = {'task_id': response.task_id, 'instruction': instruction,
+                                    'status': TaskState.STATUS_ACTIVE, 'visualize': visualize}
+        return {'accepted': bool(response.accepted), 'task_id': response.task_id,
+                'message': response.message}
+
+    async def stop_task(self, task_id: str) -> dict:
+        """Call vln/stop_task."""
+        response = await self._call(self._stop_cli, StopTask.Request(task_id=task_id),
+                                    'stop_task')
+        return {'success': bool(response.success), 'message': response.message}
+
+    async def get_task(self, task_id: str, history_limit: int = 0) -> dict | None:
+        """Call vln/get_task: state and history, or None when the id is unknown."""
+        response = await self._call(
+            self._get_cli, GetTask.Request(task_id=task_id, history_limit=int(history_limit)),
+            'get_task')
+        if not response.found:
+            return None
+        task = state_dict(response.state)
+        task.pop('visualize')
+        task['history'] = [result_dict(r) for r in response.history]
+        return task
+
+    # ------------------------------------------------------------------ health
+
+    def graph_health(self) -> dict:
+        """Nodes seen, whether the task node serves, whether anything takes our frames."""
+        nodes = sorted(f'{ns.rstrip("/")}/{name}'
+                       for name, ns in self.get_node_names_and_namespaces())
+        listeners = sum(pub.get_subscription_count()
+                        for pub in (self._compressed_pub, self._raw_pub) if pub is not None)
+        active = self.active_task()
+        return {'nodes': nodes, 'task_node': self._create_cli.service_is_ready(),
+                'perception_node': listeners > 0,
+                'active_task': active['task_id'] if active else None}
