@@ -19,8 +19,6 @@ __all__ = ['PathTracker', 'TrackCommand', 'waypoints_to_odom']
 _SAME_POSE_EPS = 1e-6
 # Shorter segments (m) are points: projecting onto them would divide by ~zero.
 _MIN_SEGMENT = 1e-9
-# Path points this much (m) farther than the nearest one still count as "as near".
-_PASS_MARGIN = 0.05
 # Inside the goal tolerance the base still closes in until this fraction of it ...
 _GOAL_FINE_FRACTION = 0.2
 # ... or, without lateral motion, until the goal is this close to abeam (m) or this
@@ -56,7 +54,16 @@ class TrackCommand:
 
 
 class PathTracker:
-    """Regulated pure pursuit along a polyline of poses, with monotonic progress."""
+    """Regulated pure pursuit along a polyline of poses, with monotonic progress.
+
+    The polyline runs from the start (the anchor) through the poses. The tracker heads
+    for one vertex at a time and moves on, never back, once the robot is within the
+    lookahead of it or past it along its segment; the lookahead point is where the
+    circle of radius ``lookahead`` around the robot leaves that segment (the goal
+    itself once it is inside the circle), which rounds the corners. A cusp (a turn of
+    more than 90 degrees: the path folds back) is not cut but driven to and braked
+    for, like the goal: cutting it would bring the next stop suddenly close.
+    """
 
     def __init__(
         self,
@@ -69,7 +76,6 @@ class PathTracker:
         rotate_in_place_angle: float = 0.785,
         min_turn_radius: float = 0.9,
         max_decel: float = 0.4,
-        search_window: float | None = None,
         min_rotate_speed: float = 0.1,
         min_regulated_speed: float = 0.05,
     ) -> None:
@@ -81,9 +87,6 @@ class PathTracker:
         ``max_decel`` (m/s^2): the approach to the goal is shaped so that stopping at it
         needs no more than this; keep it at or below the limiter's linear acceleration
         so the robot comes to rest at the goal instead of overshooting it.
-        ``search_window`` (m, default: the lookahead): how far ahead of the current
-        progress the robot may be matched to the path in one step; small, so that a path
-        that loops back past the robot is not short-cut.
         ``min_rotate_speed`` (rad/s): the slowest turn used to align with the goal heading.
         ``min_regulated_speed`` (m/s): tight curves slow the base down to this, no further
         (a crawl along a short tight arc would take forever).
@@ -91,8 +94,6 @@ class PathTracker:
         for name, value in (('lookahead', lookahead), ('goal_tolerance', goal_tolerance),
                             ('yaw_tolerance', yaw_tolerance), ('k_heading', k_heading),
                             ('min_turn_radius', min_turn_radius), ('max_decel', max_decel),
-                            ('search_window', lookahead if search_window is None
-                             else search_window),
                             ('min_rotate_speed', min_rotate_speed),
                             ('min_regulated_speed', min_regulated_speed)):
             if not (math.isfinite(value) and value > 0.0):
@@ -107,7 +108,6 @@ class PathTracker:
         self.k_heading = float(k_heading)
         self.min_turn_radius = float(min_turn_radius)
         self.max_decel = float(max_decel)
-        self.search_window = float(lookahead if search_window is None else search_window)
         self.min_rotate_speed = float(min_rotate_speed)
         self.min_regulated_speed = float(min_regulated_speed)
         # A holonomic base can walk sideways, so only a point behind it needs a turn.
@@ -130,8 +130,9 @@ class PathTracker:
         self._start = start
         self._points: list[Pose2D] = []
         self._arc: list[float] = []
-        self._progress = 0.0
-        self._initialized = False
+        self._index = 1  # the vertex of self._points being headed for
+        self._cusp: list[bool] = []  # per vertex of self._points: the path folds back there
+        self._carrot: tuple[bool, float, Pose2D] | None = None
         self._reached = False
         self._rotating = False
         self._finished = not self._poses
@@ -160,8 +161,8 @@ class PathTracker:
         """Update the progress along the path for ``pose`` and return the length left (m)."""
         if self._finished:
             return 0.0
-        self._update_progress(pose)
-        _, carrot_arc, carrot = self._carrot(pose)
+        self._update(pose)
+        _, carrot_arc, carrot = self._carrot
         return pose.distance_to(carrot) + (self._arc[-1] - carrot_arc)
 
     def compute(self, pose: Pose2D, speed: float) -> TrackCommand:
@@ -170,7 +171,7 @@ class PathTracker:
             return TrackCommand(0.0, 0.0, 0.0, self._goal(), True, 0.0)
         remaining = self.remaining_length(pose)
         goal = self._poses[-1]
-        near_end, _, carrot = self._carrot(pose)
+        near_end, _, carrot = self._carrot
 
         if not self._reached and near_end and self._goal_reached(pose, goal):
             self._reached = True  # latched: from here on only the heading is corrected
@@ -197,9 +198,13 @@ class PathTracker:
         if self._rotating:
             return TrackCommand(0.0, 0.0, self.k_heading * bearing, carrot, False, remaining)
 
-        # Come to rest at the goal: v^2 = 2 a d needs at most max_decel to stop in d. A
-        # differential base can only close the distance along its heading.
+        # Come to rest at the goal or cusp: v^2 = 2 a d needs at most max_decel to stop
+        # in d. A differential base can only close the distance along its heading.
         brake_distance = remaining
+        stop = next(i for i in range(self._index, len(self._points))
+                    if self._cusp[i] or i == len(self._points) - 1)
+        if stop < len(self._points) - 1:
+            brake_distance = dist + self._arc[stop] - self._carrot[1]
         if near_end and not self.holonomic:
             brake_distance = min(brake_distance, max(local.x, 0.0))
         speed = max(0.0, speed)
@@ -243,93 +248,57 @@ class PathTracker:
     def _goal(self) -> Pose2D | None:
         return self._poses[-1] if self._poses else None
 
-    def _build(self, pose: Pose2D) -> None:
-        start = self._start if self._start is not None else pose
-        self._points = [start, *self._poses]
-        self._arc = [0.0]
-        for a, b in zip(self._points, self._points[1:], strict=False):
-            self._arc.append(self._arc[-1] + a.distance_to(b))
-
-    def _update_progress(self, pose: Pose2D) -> None:
-        """Advance the progress to the nearest path point at or after the current one."""
-        if not self._initialized:
-            self._build(pose)
-            window = math.inf  # first match: anywhere on the path
-            self._initialized = True
-        else:
-            window = self.search_window
-        candidates = []  # (arc length, distance) of the nearest point of each segment
-        for j in range(len(self._points) - 1):
-            seg_start, seg_end = self._arc[j], self._arc[j + 1]
-            if seg_end < self._progress:
-                continue  # wholly behind the progress: never go back
-            if seg_start > self._progress + window:
-                break
-            a, b = self._points[j], self._points[j + 1]
-            length = seg_end - seg_start
-            if length > _MIN_SEGMENT:
-                t = ((pose.x - a.x) * (b.x - a.x) + (pose.y - a.y) * (b.y - a.y)) / length**2
-                arc = seg_start + min(1.0, max(0.0, t)) * length
+    def _update(self, pose: Pose2D) -> None:
+        """Advance the vertex being headed for and place the lookahead point."""
+        if not self._points:
+            start = self._start if self._start is not None else pose
+            self._points = [start, *self._poses]
+            self._arc = [0.0]
+            for a, b in zip(self._points, self._points[1:], strict=False):
+                self._arc.append(self._arc[-1] + a.distance_to(b))
+            self._cusp = [False] + [_is_cusp(*self._points[i - 1:i + 2])
+                                    for i in range(1, len(self._points) - 1)] + [False]
+        points, lookahead = self._points, self.lookahead
+        last = len(points) - 1
+        while self._index < last:
+            a, b = points[self._index - 1], points[self._index]
+            reach = self.goal_tolerance if self._cusp[self._index] else lookahead
+            if pose.distance_to(b) < reach or _projection(pose, a, b) >= 1.0:
+                self._index += 1
             else:
-                arc = seg_start
-            arc = min(max(arc, self._progress), self._progress + window)
-            point = self._point_at(arc)
-            candidates.append((arc, math.hypot(pose.x - point.x, pose.y - point.y)))
-        if not candidates:
+                break
+        a, b = points[self._index - 1], points[self._index]
+        if self._index == last and pose.distance_to(b) < lookahead:
+            self._carrot = (True, self._arc[-1], b)
             return
-        # Where the path passes the robot twice, take the earlier pass unless the later
-        # one is clearly nearer: skipping a loop would cut the path short.
-        nearest = min(d for _, d in candidates)
-        best_arc = min(arc for arc, d in candidates if d <= nearest + _PASS_MARGIN)
-        self._progress = max(self._progress, best_arc)
+        length = self._arc[self._index] - self._arc[self._index - 1]
+        if length <= _MIN_SEGMENT:
+            t = 1.0
+        else:
+            # From the foot of the perpendicular, go on to where the circle cuts the
+            # segment's line (stay at the foot when the circle does not reach it).
+            t_foot = _projection(pose, a, b)
+            foot_x = a.x + t_foot * (b.x - a.x)
+            foot_y = a.y + t_foot * (b.y - a.y)
+            offset_sq = (pose.x - foot_x) ** 2 + (pose.y - foot_y) ** 2
+            t = t_foot + math.sqrt(max(0.0, lookahead**2 - offset_sq)) / length
+            t = min(1.0, max(0.0, t))
+        self._carrot = (False, self._arc[self._index - 1] + t * length,
+                        interpolate_pose(a, b, t))
 
-    def _carrot(self, pose: Pose2D) -> tuple[bool, float, Pose2D]:
-        """Return (the carrot is the goal, its arc length, the carrot pose).
 
-        The carrot is the first path point after the progress that lies ``lookahead``
-        away from the robot (the goal when none does), measured in space rather than
-        along the path, so that a path folding back near the robot is not aimed at a
-        point right beside it.
-        """
-        total = self._arc[-1]
-        lookahead = self.lookahead
-        start = self._point_at(self._progress)
-        if self._progress < total and pose.distance_to(start) >= lookahead:
-            return False, self._progress, start  # off the path: head back to it first
-        for j in range(len(self._points) - 1):
-            seg_end = self._arc[j + 1]
-            if seg_end <= self._progress:
-                continue
-            b = self._points[j + 1]
-            if pose.distance_to(b) < lookahead:
-                continue
-            # The segment leaves the circle: solve |a + t (b - a) - pose| = lookahead.
-            arc_a = max(self._arc[j], self._progress)
-            a = self._point_at(arc_a)
-            ex, ey = b.x - a.x, b.y - a.y
-            fx, fy = a.x - pose.x, a.y - pose.y
-            qa = ex * ex + ey * ey
-            if qa <= _MIN_SEGMENT**2:
-                return False, seg_end, b
-            qb = 2.0 * (fx * ex + fy * ey)
-            qc = fx * fx + fy * fy - lookahead * lookahead
-            root = math.sqrt(max(0.0, qb * qb - 4.0 * qa * qc))
-            t = min(1.0, max(0.0, (-qb + root) / (2.0 * qa)))
-            arc = arc_a + t * (seg_end - arc_a)
-            return False, arc, self._point_at(arc)
-        return True, total, self._poses[-1]
+def _is_cusp(a: Pose2D, b: Pose2D, c: Pose2D) -> bool:
+    """Return True when the path a->b->c turns back at b (by more than 90 degrees)."""
+    return (b.x - a.x) * (c.x - b.x) + (b.y - a.y) * (c.y - b.y) < 0.0
 
-    def _point_at(self, arc: float) -> Pose2D:
-        """Return the path pose at arc length ``arc`` (clamped to the path)."""
-        points, arcs = self._points, self._arc
-        if arc <= 0.0:
-            return points[0]
-        for j in range(len(points) - 1):
-            if arc <= arcs[j + 1]:
-                length = arcs[j + 1] - arcs[j]
-                t = (arc - arcs[j]) / length if length > _MIN_SEGMENT else 1.0
-                return interpolate_pose(points[j], points[j + 1], t)
-        return points[-1]
+
+def _projection(p: Pose2D, a: Pose2D, b: Pose2D) -> float:
+    """Return where ``p`` projects onto the line a->b (0 at a, 1 at b; inf for a point)."""
+    ex, ey = b.x - a.x, b.y - a.y
+    length_sq = ex * ex + ey * ey
+    if length_sq <= _MIN_SEGMENT**2:
+        return math.inf
+    return ((p.x - a.x) * ex + (p.y - a.y) * ey) / length_sq
 
 
 def _same_pose(a: Pose2D, b: Pose2D) -> bool:
