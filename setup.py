@@ -9,7 +9,7 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
-    package_data={'vln_ros.sim': ['scenarios/*.yaml'], 'vln_ros': ['config/*.xml']},
+    package_data={'vln_ros.sim': ['scenarios/*.yaml'], 'vln_ros.bridge': ['ui/*']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
         ('share/' + package_name, ['package.xml']),
@@ -32,6 +32,8 @@ setup(
             'vln_bridge = vln_ros.bridge.main:main',
             'vln_bag = vln_ros.tools.bag:main',
             'vln_video = vln_ros.tools.video:main',
+            'vln_doctor = vln_ros.tools.doctor:main',
+            'vln_model_download = vln_ros.tools.model_download:main',
         ],
     },
 )

@@ -133,10 +133,11 @@ def test_watchdog_stops_without_fresh_results_and_stop_task(procs, ros):
     robot.run(3, until=lambda: robot.cmds[-1][1] > 0.1)
     state_pub.publish(TaskState(task_id='vln_1_000001', status=TaskState.STATUS_STOPPED))
     t1 = time.monotonic()
-    robot.run(1.5)
+    robot.run(2.0)
     result_pub.publish(_result(1.0, 0.0, 0.0, time.time()))
     robot.run(1.0)
-    late = [v for t, v, _ in robot.cmds if t > t1 + 0.6]
+    # Ramp-down from 0.4 m/s at 0.8 m/s^2 takes 0.5 s; allow delivery delays on a busy machine.
+    late = [v for t, v, _ in robot.cmds if t > t1 + 1.2]
     assert late and all(v == 0.0 for v in late)
 
 

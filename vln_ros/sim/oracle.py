@@ -139,8 +139,9 @@ class Oracle:
             return self.standoff
         radius = world.scenario.robot.radius
         tol = world.scenario.success.tolerance if world.scenario.success else 0.6
-        # Keep clear of the landmark but well inside the success tolerance.
-        return min(max(radius + 0.05, 0.5 * tol), 0.9 * tol)
+        # Keep clear of the landmark (a few cm of overshoot on a loaded machine must not touch
+        # it) but well inside the success tolerance: halfway between the two.
+        return min(max(radius + 0.1, 0.5 * (radius + tol)), 0.9 * tol)
 
     def _tolerance(self, world: World) -> float:
         """Return the distance within which the oracle reports arrival."""
