@@ -16,8 +16,10 @@ import sys
 import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-os.environ.setdefault('ROS_DOMAIN_ID', str(60 + os.getpid() % 40))
+from vln_ros.tools.processes import reserve_domain_id  # noqa: E402
+
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+reserve_domain_id()
 
 from vln_ros.sim.demo import run_scenario  # noqa: E402
 

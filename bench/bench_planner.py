@@ -15,8 +15,10 @@ import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-os.environ.setdefault('ROS_DOMAIN_ID', str(150 % 101 + os.getpid() % 50))
+from vln_ros.tools.processes import reserve_domain_id  # noqa: E402
+
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+reserve_domain_id()
 
 from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402

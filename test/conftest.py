@@ -8,8 +8,10 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
+from vln_ros.tools.processes import reserve_domain_id  # noqa: E402
+
 # Each test session gets its own DDS domain, confined to this host (shared memory + 127.0.0.1).
-os.environ.setdefault('ROS_DOMAIN_ID', str(1 + os.getpid() % 100))
+reserve_domain_id()
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE',
                       str(ROOT / 'config' / 'fastdds_localhost.xml'))

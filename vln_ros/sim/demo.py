@@ -14,7 +14,6 @@ import json
 import math
 import os
 import pathlib
-import random
 import sys
 import time
 import urllib.request
@@ -26,7 +25,7 @@ from vln_ros.sim.evaluation import evaluate
 from vln_ros.sim.render import render_topdown
 from vln_ros.sim.scenario import Scenario
 from vln_ros.sim.world import World
-from vln_ros.tools.processes import ProcessGroup, wait_until
+from vln_ros.tools.processes import ProcessGroup, reserve_domain_id, wait_until
 
 PLANNER_LIMITS = {'max_linear_vel': 0.5, 'max_angular_vel': 0.8, 'max_linear_acc': 0.5,
                   'max_angular_acc': 1.5}
@@ -261,8 +260,8 @@ def main(argv=None) -> int:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--no-media', action='store_true', help='skip video and plot')
     args = parser.parse_args(argv)
-    # A domain of its own, so a demo never drives someone else's robot on this network.
-    os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random().randint(120, 200) % 101 + 1))
+    # A domain of its own, so a demo never drives someone else's robot or run on this host.
+    reserve_domain_id()
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     out = pathlib.Path(args.out)
     t0 = time.monotonic()

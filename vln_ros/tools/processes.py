@@ -175,3 +175,34 @@ class ProcessGroup:
             if names is None or proc.name in names:
                 parts.append(f'----- {proc.name} -----\n{proc.output()[-tail:]}')
         return '\n'.join(parts)
+
+
+_DOMAIN_LOCK = None  # keeps the reserved domain's lock file open for the process's life
+
+
+def reserve_domain_id(first: int = 1, last: int = 100) -> int:
+    """Reserve a ROS_DOMAIN_ID no other run on this host holds, and export it.
+
+    Parallel test runs, demos and benchmarks on one machine must not see each other's topics
+    (a second simulator's ground truth or planner's cmd_vel would corrupt a run). Each run
+    holds an exclusive lock on /tmp/vln_ros_domain_<id>.lock until it exits. An id already
+    set in the environment is kept as it is.
+    """
+    import fcntl
+
+    global _DOMAIN_LOCK
+    if os.environ.get('ROS_DOMAIN_ID'):
+        return int(os.environ['ROS_DOMAIN_ID'])
+    start = os.getpid() % (last - first + 1)
+    for i in range(last - first + 1):
+        domain = first + (start + i) % (last - first + 1)
+        f = open(f'/tmp/vln_ros_domain_{domain}.lock', 'w')
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        _DOMAIN_LOCK = f
+        os.environ['ROS_DOMAIN_ID'] = str(domain)
+        return domain
+    raise RuntimeError(f'no free ROS domain id in {first}..{last}')
