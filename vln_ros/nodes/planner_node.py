@@ -168,7 +168,7 @@ class PlannerNode(Node):
         now = self._now()
         with self._lock:
             cmd = self._planner.step(now)
-        self._publish_cmd(cmd.vx, cmd.vy, cmd.wz)
+        self._publish_cmd(cmd.vx, cmd.vy, cmd.wz, now)
         mono = time.monotonic()
         if self._last_tick is not None:
             self._tick_periods.append(mono - self._last_tick)
@@ -182,12 +182,14 @@ class PlannerNode(Node):
         elif self._ticks % 10 == 0:
             self._publish_markers(cmd)
 
-    def _publish_cmd(self, vx: float, vy: float, wz: float) -> None:
+    def _publish_cmd(self, vx: float, vy: float, wz: float, stamp: float | None = None) -> None:
         twist = Twist()
         twist.linear.x, twist.linear.y, twist.angular.z = float(vx), float(vy), float(wz)
         if self._stamped:
             msg = TwistStamped()
-            msg.header.stamp = self.get_clock().now().to_msg()
+            # The tick's time: the stamps show the control periods the limits were applied over.
+            msg.header.stamp = sec_to_stamp(stamp) if stamp is not None \
+                else self.get_clock().now().to_msg()
             msg.header.frame_id = self._base_frame
             msg.twist = twist
             self._cmd_pub.publish(msg)

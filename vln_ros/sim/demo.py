@@ -35,7 +35,7 @@ class Recorder:
     """An rclpy node in this process that records the run and calls the task service."""
 
     def __init__(self) -> None:
-        from geometry_msgs.msg import Twist
+        from geometry_msgs.msg import TwistStamped
         from nav_msgs.msg import Odometry
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
@@ -54,6 +54,8 @@ class Recorder:
         self.executor.add_node(self.node)
         self.trajectory: list[tuple[float, float, float, float]] = []
         self.commands: list[tuple[float, float, float]] = []
+        # (planner publish stamp, vx, wz): the stamps give the true control periods.
+        self.stamped_commands: list[tuple[float, float, float]] = []
         self.results: list = []
         self.states: list = []
         self.frames: list[np.ndarray] = []
@@ -61,7 +63,7 @@ class Recorder:
         self.t0 = time.monotonic()
         n = self.node
         n.create_subscription(Odometry, 'sim/ground_truth', self._on_truth, 10)
-        n.create_subscription(Twist, 'cmd_vel', self._on_cmd, 10)
+        n.create_subscription(TwistStamped, 'cmd_vel', self._on_cmd, 100)
         n.create_subscription(NavigationResult, 'vln/result', self._on_result, 10)
         n.create_subscription(TaskState, 'vln/task_state', self.states.append, LATCHED_QOS)
         n.create_subscription(Image, 'vln/debug_image', self._on_debug, 2)
@@ -80,7 +82,10 @@ class Recorder:
                                 msg.pose.pose.position.y, yaw))
 
     def _on_cmd(self, msg) -> None:
-        self.commands.append((self.now(), msg.linear.x, msg.angular.z))
+        v, w = msg.twist.linear.x, msg.twist.angular.z
+        self.commands.append((self.now(), v, w))
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.stamped_commands.append((stamp, v, w))
 
     def _on_result(self, msg) -> None:
         self.results.append((self.now(), msg))
@@ -132,8 +137,7 @@ def _limit_violations(commands) -> int:
             bad += 1
         if i:
             t0, v0, w0 = commands[i - 1]
-            # Receive-time gaps understate dt; allow one extra 50 Hz period of jitter.
-            dt = max(t - t0, 0.0) + 0.02
+            dt = max(t - t0, 0.0)
             if abs(v - v0) > PLANNER_LIMITS['max_linear_acc'] * dt + 0.01 or \
                     abs(w - w0) > PLANNER_LIMITS['max_angular_acc'] * dt + 0.01:
                 if not (v == 0.0 and w == 0.0):  # an e-stop may zero at once
@@ -154,6 +158,7 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
     try:
         sim = procs.start_node('sim_node', module='vln_ros.sim.sim_node', params={
             'scenario': scenario_name, 'seed': seed, 'oracle_port': 0,
+            'use_stamped_cmd_vel': True,
             'oracle_latency': [float(latency[0]), float(latency[1])]})
         out = sim.wait_for_output('oracle listening on', 60)
         url = out.split('oracle listening on ')[1].split()[0]
@@ -162,7 +167,8 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
             'vlm.base_url': url, 'vlm.timeout': max(30.0, 3 * latency[1]),
             'enable_visualization': True, 'keyframe_threshold': 0.1})
         procs.start_node('planner_node', params={
-            **PLANNER_LIMITS, 'result_timeout': max(12.0, 1.5 * latency[1]),
+            **PLANNER_LIMITS, 'use_stamped_cmd_vel': True,
+            'result_timeout': max(12.0, 1.5 * latency[1]),
             'expected_latency': (latency[0] + latency[1]) / 2})
         recorder = Recorder()
         wait_until(lambda: recorder.trajectory, 60, spin=recorder.spin_for)
@@ -213,7 +219,7 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
             'latency': list(latency), 'seed': seed, 'results': len(recorder.results),
             'error_results': sum(1 for _, r in recorder.results if r.status == 2),
             'moving_while_inferring': (sum(in_flight) / len(in_flight)) if in_flight else 0.0,
-            'limit_violations': _limit_violations(recorder.commands),
+            'limit_violations': _limit_violations(recorder.stamped_commands),
             'final_task_status': recorder.states[-1].status if recorder.states else '',
         })
         if outage_at is not None:
