@@ -15,6 +15,7 @@ unit: setup
 	@$(ENV) VLN_FUZZ_EXAMPLES=$(FUZZ) python -m pytest test/unit -q
 
 integration: setup
+	@bash scripts/install_browser.sh || echo 'WARNING: no chromium: the web UI browser test will skip'
 	@$(ENV) python -m pytest test/integration -q
 
 bench: setup  ## benchmarks with the short CI setting (figures printed, nothing asserted on speed)
@@ -22,6 +23,7 @@ bench: setup  ## benchmarks with the short CI setting (figures printed, nothing 
 
 test: setup  ## lint, unit + integration tests, short benchmarks
 	@$(ENV) ruff check .
+	@bash scripts/install_browser.sh || echo 'WARNING: no chromium: the web UI browser test will skip'
 	@$(ENV) VLN_FUZZ_EXAMPLES=$(FUZZ) python -m pytest test -q
 	@$(ENV) bash scripts/bench.sh short
 

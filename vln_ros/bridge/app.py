@@ -1,4 +1,4 @@
-"""FastAPI app of the bridge: the seed's REST API, the WebSocket stream, the OpenAI proxy.
+"""FastAPI app of the bridge: the seed's REST API, the WebSocket stream, the OpenAI proxy, the UI.
 
 ROS-free: everything that touches the graph goes through a :class:`RosPort` (implemented by
 vln_ros.bridge.ros_side), so the request path is plain asyncio. Errors are always JSON:
@@ -13,6 +13,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 import json
 import logging
+import math
+import os
+import pathlib
 import re
 from typing import Any, Protocol
 
@@ -23,6 +26,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import RedirectResponse
+from starlette.staticfiles import StaticFiles
 
 from vln_ros.bridge.limits import (
     ApiKeyMiddleware,
@@ -35,6 +40,7 @@ from vln_ros.bridge.limits import (
     is_openai_path,
 )
 from vln_ros.bridge.video import VideoError, decode_base64_video, sample_video
+from vln_ros.bridge.video_source import VideoSource, save_upload
 
 _LOG = logging.getLogger('vln_bridge')
 
@@ -45,6 +51,11 @@ _STATUS_CODES = {400: 'bad_request', 401: 'unauthorized', 403: 'forbidden', 404:
                  415: 'unsupported_media_type', 422: 'invalid_request',
                  429: 'rate_limited', 502: 'bad_gateway', 503: 'unavailable',
                  504: 'timeout'}
+# The web UI's static files (package data); served under /ui, open even with an API key.
+UI_DIR = pathlib.Path(__file__).resolve().with_name('ui')
+# Video source errors that are not plain 400s.
+_SOURCE_STATUS = {'no_such_file': 404, 'no_source': 409, 'invalid_url': 422,
+                  'invalid_path': 422, 'invalid_fps': 422}
 
 
 @dataclass
@@ -65,6 +76,8 @@ class BridgeSettings:
     service_timeout: float = 5.0  # s, task services
     max_video_frames: int = 32
     cors_origins: tuple[str, ...] = ()
+    source_max_long_side: int = 1280  # px; the video source downscales larger frames
+    source_open_timeout: float = 5.0  # s, opening a video URL
 
 
 class BridgeError(Exception):
@@ -112,14 +125,32 @@ class RosPort(Protocol):
     async def wait_debug_image(self, stamp_ns: int, timeout: float) -> str | None:
         """Wait a little for the debug image of a keyframe."""
 
-    def subscribe(self, task_id: str) -> asyncio.Queue:
-        """A queue of the task's results and state changes (dicts with a 'type')."""
+    def subscribe(self, task_id: str, debug_images: bool = False) -> asyncio.Queue:
+        """A queue of the task's results and state changes (dicts with a 'type').
+
+        With ``debug_images`` the queue also gets the task's annotated debug images.
+        """
+
+    def latest_debug_image(self, task_id: str) -> dict | None:
+        """The newest debug image item of a task ({type: 'debug_image', ...}), or None."""
 
     def unsubscribe(self, task_id: str, queue: asyncio.Queue) -> None:
         """Stop feeding the queue."""
 
     def graph_health(self) -> dict:
         """Nodes seen and which of the project's nodes are reachable."""
+
+    async def set_estop(self, engaged: bool) -> dict:
+        """Call the planner's vln/estop: {engaged, success, message, stamp}."""
+
+    def estop_state(self) -> dict:
+        """The e-stop state last set through this bridge: {engaged (None: never), ...}."""
+
+    def cmd_vel_since(self, since: float) -> dict:
+        """Commanded velocities received after ``since``: {now, samples}."""
+
+    def publish_image(self, bgr) -> bool:
+        """Publish a BGR image as the camera (any thread); True when someone listens."""
 
 
 # --------------------------------------------------------------------------- models
@@ -304,6 +335,7 @@ class RosHealth(BaseModel):
     nodes: list[str]
     task_node: bool = Field(description='vln/create_task is served')
     perception_node: bool = Field(description='something subscribes to the frames published')
+    planner_node: bool = Field(False, description='vln/estop is served')
     active_task: str | None
 
 
@@ -320,6 +352,72 @@ class HealthResponse(BaseModel):
     status: str = Field(description='ok when the task node and the model server are up')
     ros: RosHealth
     model_server: ModelServerHealth
+
+
+class EstopRequest(BaseModel):
+    """Engage or release the planner's emergency stop."""
+
+    engaged: bool = Field(description='true: zero cmd_vel now and hold it; false: release')
+
+
+class EstopResponse(BaseModel):
+    """The e-stop state as last set through this bridge."""
+
+    engaged: bool | None = Field(description='null when not set through this bridge yet')
+    success: bool = Field(description='the planner accepted the last request')
+    message: str
+    stamp: float = Field(description='when it was set (s, ROS clock); 0 when never')
+
+
+class CmdVelSample(BaseModel):
+    """One velocity command the planner sent (REP-103 axes)."""
+
+    t: float = Field(description='receive time (s, ROS clock)')
+    linear_x: float = Field(description='m/s forward')
+    linear_y: float = Field(description='m/s left')
+    angular_z: float = Field(description='rad/s counter-clockwise')
+
+
+class CmdVelResponse(BaseModel):
+    """Recent commanded velocities (the last few seconds)."""
+
+    now: float = Field(description='the bridge clock now (s, ROS clock); pass it as since')
+    samples: list[CmdVelSample] = Field(description='oldest first, received after since')
+
+
+class SourceRequest(BaseModel):
+    """A video to play into the camera topic: exactly one of path, url and upload."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    path: str | None = Field(None, min_length=1, max_length=4096,
+                             description='a video file on the bridge machine')
+    url: str | None = Field(None, min_length=1, max_length=4096,
+                            description='http(s)/rtsp/rtmp stream opened by OpenCV (FFmpeg); '
+                                        'needs network access from the bridge')
+    upload: str | None = Field(None, min_length=1,
+                               description='base64 video or data URL, up to max_body_bytes')
+    filename: str | None = Field(None, max_length=255, description='name of the upload')
+    fps: float | None = Field(None, gt=0.0, le=120.0,
+                              description="publish rate (Hz); default: the video's own")
+    loop: bool = Field(True, description='start over at the end (files only)')
+
+
+class SourceStatus(BaseModel):
+    """What the video source is doing."""
+
+    state: str = Field(description='idle | playing | paused | ended | stopped | error')
+    kind: str = Field(description='file | url ("" when idle)')
+    source: str = Field(description='path, URL or upload name')
+    fps: float
+    loop: bool
+    frames_published: int
+    position: int = Field(description='frames read in the current pass')
+    frame_count: int = Field(description='frames in the file (0: unknown)')
+    loops: int
+    width: int
+    height: int
+    error: str
 
 
 _ERRORS = {code: {'model': ErrorResponse}
@@ -392,6 +490,13 @@ def _frame_response(result: dict, stamp_ns: int, accepted: bool, timestamp: floa
     }
 
 
+def ui_paths() -> tuple[str, ...]:
+    """Paths open without the API key: /health and the UI's static files (no secrets)."""
+    files = sorted(f'/ui/{p.name}' for p in UI_DIR.iterdir() if p.is_file()) \
+        if UI_DIR.is_dir() else []
+    return ('/health', '/', '/ui', '/ui/', *files)
+
+
 def _model_root(base_url: str) -> str:
     base = base_url.rstrip('/')
     return base[:-3] if base.endswith('/v1') else base
@@ -405,6 +510,8 @@ def create_app(ros: RosPort, settings: BridgeSettings) -> FastAPI:
 
     limiter = RateLimiter(settings.frame_rate_limit, settings.frame_burst or None)
     state: dict[str, Any] = {}
+    source = VideoSource(ros.publish_image, settings.source_max_long_side,
+                         settings.source_open_timeout)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -417,6 +524,7 @@ def create_app(ros: RosPort, settings: BridgeSettings) -> FastAPI:
         try:
             yield
         finally:
+            await asyncio.to_thread(source.stop)
             await state['http'].aclose()
             await state['vlm'].aclose()
 
@@ -601,8 +709,13 @@ def create_app(ros: RosPort, settings: BridgeSettings) -> FastAPI:
         return _frame_response(result, stamp_ns, accepted, body.timestamp, visual)
 
     @app.websocket('/vln/stream/{task_id}')
-    async def stream(websocket: WebSocket, task_id: str) -> None:
-        """Frames in ({frame, timestamp?} JSON or binary JPEG/PNG), results out as produced."""
+    async def stream(websocket: WebSocket, task_id: str, debug_images: bool = False) -> None:
+        """Frames in ({frame, timestamp?} JSON or binary JPEG/PNG), results out as produced.
+
+        With ``?debug_images=true`` the stream also carries the task's annotated debug
+        images as {type: 'debug_image', task_id, sequence, stamp, jpeg (base64)}, the
+        newest one first on connect (the web UI's live view).
+        """
         await websocket.accept()
         client = client_of(websocket)
 
@@ -616,7 +729,9 @@ def create_app(ros: RosPort, settings: BridgeSettings) -> FastAPI:
             await send_error(exc.status, exc.code, exc.message)
             await websocket.close(code=4000 + exc.status, reason=exc.code)
             return
-        queue = ros.subscribe(task_id)
+        queue = ros.subscribe(task_id, debug_images)
+        if debug_images and (latest := ros.latest_debug_image(task_id)) is not None:
+            queue.put_nowait(latest)
 
         async def reader() -> None:
             while True:
@@ -657,6 +772,115 @@ def create_app(ros: RosPort, settings: BridgeSettings) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             ros.unsubscribe(task_id, queue)
+
+    # ------------------------------------------------------------------ safety, commands
+
+    @app.post('/vln/estop', response_model=EstopResponse,
+              responses={**_ERRORS, 502: {'model': ErrorResponse},
+                         504: {'model': ErrorResponse}}, tags=['safety'])
+    async def estop(body: EstopRequest) -> dict:
+        """Engage (cmd_vel zero at once and held) or release the planner's e-stop.
+
+        409 no_planner when no node serves vln/estop: the graph, not the server, is in a
+        state where an e-stop cannot be delivered (and nothing of vln_ros drives the robot).
+        """
+        return await ros.set_estop(body.engaged)
+
+    @app.get('/vln/estop', response_model=EstopResponse, tags=['safety'])
+    async def estop_state() -> dict:
+        """The e-stop state last set through this bridge (engaged null: never set)."""
+        return ros.estop_state()
+
+    @app.get('/vln/cmd_vel', response_model=CmdVelResponse, responses=_ERRORS,
+             tags=['safety'])
+    async def cmd_vel(since: float = 0.0) -> dict:
+        """Velocity commands on cmd_vel received after ``since`` (the last 10 s at most).
+
+        The bridge follows cmd_vel only while this is polled: the first poll starts the
+        subscription (so it returns no samples yet); 30 s without a poll ends it.
+        """
+        if not math.isfinite(since):
+            raise BridgeError(422, 'invalid_request', 'since must be a finite number')
+        return ros.cmd_vel_since(since)
+
+    # ------------------------------------------------------------------ video source
+
+    def source_error(exc: VideoError) -> BridgeError:
+        return BridgeError(_SOURCE_STATUS.get(exc.code, 400), exc.code, exc.message)
+
+    @app.post('/vln/source', response_model=SourceStatus,
+              responses={**_ERRORS, 404: {'model': ErrorResponse}}, tags=['video source'])
+    async def source_start(body: SourceRequest) -> dict:
+        """Play a video into the camera topic at its frame rate (replaces the current one).
+
+        The bridge publishes the decoded frames as it publishes /vln/frame frames (parameter
+        frame_topic_type), so the perception node sees them as its camera. Do not use it
+        while another camera (the simulator, a robot) publishes on the same topic.
+        """
+        given = [name for name in ('path', 'url', 'upload') if getattr(body, name)]
+        if len(given) != 1:
+            raise BridgeError(422, 'invalid_request',
+                              'give exactly one of "path", "url" and "upload"')
+        cleanup = None
+        try:
+            if body.upload:
+                suffix = os.path.splitext(body.filename or '')[1][:8] or '.bin'
+                data = decode_base64_video(body.upload)
+                target = await asyncio.to_thread(save_upload, data, suffix)
+                label = f'upload: {body.filename or "video"}'
+
+                def cleanup() -> None:
+                    try:
+                        os.unlink(target)
+                    except OSError:
+                        pass
+            else:
+                target = body.path or body.url or ''
+                _check_text(target)
+                label = target
+            return await asyncio.to_thread(source.start, target, bool(body.url), body.fps,
+                                           body.loop, label, cleanup)
+        except VideoError as exc:
+            raise source_error(exc) from None
+        except ValueError as exc:
+            raise BridgeError(422, 'invalid_request', f'{given[0]}: {exc}') from None
+
+    @app.get('/vln/source', response_model=SourceStatus, tags=['video source'])
+    async def source_status() -> dict:
+        """What the video source is doing."""
+        return source.status()
+
+    @app.post('/vln/source/pause', response_model=SourceStatus, responses=_ERRORS,
+              tags=['video source'])
+    async def source_pause() -> dict:
+        """Pause the video (409 no_source when nothing plays)."""
+        try:
+            return source.pause()
+        except VideoError as exc:
+            raise source_error(exc) from None
+
+    @app.post('/vln/source/resume', response_model=SourceStatus, responses=_ERRORS,
+              tags=['video source'])
+    async def source_resume() -> dict:
+        """Resume a paused video (409 no_source when nothing plays)."""
+        try:
+            return source.resume()
+        except VideoError as exc:
+            raise source_error(exc) from None
+
+    @app.post('/vln/source/stop', response_model=SourceStatus, tags=['video source'])
+    async def source_stop() -> dict:
+        """Stop the video (nothing else publishes on the camera topic through the bridge)."""
+        return await asyncio.to_thread(source.stop)
+
+    # ------------------------------------------------------------------ web UI
+
+    if UI_DIR.is_dir():
+        app.mount('/ui', StaticFiles(directory=UI_DIR, html=True), name='ui')
+
+        @app.get('/', include_in_schema=False)
+        async def root() -> RedirectResponse:
+            return RedirectResponse('/ui/')
 
     # ------------------------------------------------------------------ video
 
@@ -782,7 +1006,7 @@ def create_app(ros: RosPort, settings: BridgeSettings) -> FastAPI:
     # Each add wraps the previous: CORS outermost (preflights carry no key), then the key
     # check, then the body count, so an unauthorized upload is refused before it is read.
     app.add_middleware(BodySizeMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key, open_paths=ui_paths())
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=['GET', 'POST'],

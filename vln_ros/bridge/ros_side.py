@@ -11,14 +11,17 @@ import asyncio
 import base64
 from collections import OrderedDict, deque
 import threading
+import time
 
 import cv2
+from geometry_msgs.msg import Twist, TwistStamped
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
+from std_srvs.srv import SetBool
 from vln_ros_interfaces.msg import NavigationResult, TaskConfig, TaskState
 from vln_ros_interfaces.srv import CreateTask, GetTask, StopTask
 
@@ -39,6 +42,12 @@ _MAX_TASKS_CACHED = 256
 _DEBUG_IMAGES_KEPT = 8
 _STREAM_QUEUE = 64
 _SERVICE_WAIT_S = 2.0  # a just-started graph may need this long to discover the task node
+_CMD_VEL_KEPT_S = 10.0  # GET /vln/cmd_vel serves this much history
+_CMD_VEL_MAX_SAMPLES = 2000  # bounds memory whatever the command rate
+# A 50 Hz Python subscription costs several % CPU: cmd_vel is followed only while someone
+# polls GET /vln/cmd_vel, and dropped after this long without a poll.
+_CMD_VEL_IDLE_S = 30.0
+_SOURCE_JPEG_QUALITY = 90
 
 
 def _stamp_ns(stamp) -> int:
@@ -139,7 +148,15 @@ class BridgeNode(Node):
                                      'Most frames /analyze/video may sample', 1, 64),
             cors_origins=tuple(self._string_array(
                 'cors_origins', 'Origins allowed by CORS; empty: CORS off')),
+            source_max_long_side=declare(self, 'source.max_long_side', 1280,
+                                         'The video source downscales frames to this long '
+                                         'side (px); 0: never', 0, 8192, read_only=True),
+            source_open_timeout=declare(self, 'source.open_timeout', 5.0,
+                                        'Timeout of opening a video source URL (s)', 0.1,
+                                        60.0, read_only=True),
         )
+        stamped = declare(self, 'use_stamped_cmd_vel', False,
+                          'cmd_vel is TwistStamped (as the planner parameter)', read_only=True)
         topic_type = declare(self, 'frame_topic_type', 'compressed',
                              'Publish frames as compressed (CompressedImage, no decode), raw '
                              '(Image, decoded off the request path) or both', read_only=True)
@@ -159,6 +176,14 @@ class BridgeNode(Node):
         self._waiters: dict[int, tuple[str, asyncio.Future]] = {}
         self._debug_waiters: dict[int, list[asyncio.Future]] = {}
         self._streams: dict[str, set[asyncio.Queue]] = {}
+        self._debug_streams: set[asyncio.Queue] = set()
+        # Keyframe stamp -> (task id, sequence): a debug image carries the stamp of its result.
+        self._result_keys: _Bounded = _Bounded(64)
+        self._latest_debug: _Bounded = _Bounded(16)  # task id -> debug_image stream item
+        self._cmd_vel: deque[tuple[float, float, float, float]] = deque(
+            maxlen=_CMD_VEL_MAX_SAMPLES)
+        self._estop = {'engaged': None, 'success': False, 'message': 'not set through this '
+                       'bridge', 'stamp': 0.0}
 
         self._compressed_pub = self._raw_pub = None
         if topic_type in ('compressed', 'both'):
@@ -171,7 +196,12 @@ class BridgeNode(Node):
         # JPEG-encoding a debug image takes milliseconds: keep it off the result callbacks.
         self.create_subscription(Image, 'vln/debug_image', self._on_debug_image, 2,
                                  callback_group=MutuallyExclusiveCallbackGroup())
+        self._cmd_type = TwistStamped if stamped else Twist
+        self._cmd_sub = None
+        self._cmd_polled = 0.0  # monotonic time of the last GET /vln/cmd_vel
+        self.create_timer(5.0, self._drop_idle_cmd_vel)
         self._create_cli = self.create_client(CreateTask, 'vln/create_task')
+        self._estop_cli = self.create_client(SetBool, 'vln/estop')
         self._stop_cli = self.create_client(StopTask, 'vln/stop_task')
         self._get_cli = self.create_client(GetTask, 'vln/get_task')
         self.get_logger().info(
@@ -201,6 +231,7 @@ class BridgeNode(Node):
         result = result_dict(msg)
         with self._lock:
             self._latest[msg.task_id] = result
+            self._result_keys[result['stamp_ns']] = (msg.task_id, result['sequence'])
         self._hand_over(self._dispatch_result, result)
 
     def _on_task_state(self, msg: TaskState) -> None:
@@ -229,7 +260,29 @@ class BridgeNode(Node):
         encoded = base64.b64encode(jpeg.tobytes()).decode('ascii')
         with self._lock:
             self._debug.append((stamp_ns, encoded))
-        self._hand_over(self._dispatch_debug, stamp_ns, encoded)
+            # The image follows its result; without one, it belongs to the active task.
+            task_id, sequence = self._result_keys.get(stamp_ns) or (
+                self._active['task_id'] if self._active else '', 0)
+            item = {'type': 'debug_image', 'task_id': task_id, 'sequence': sequence,
+                    'stamp': stamp_ns * 1e-9, 'jpeg': encoded}
+            if task_id:
+                self._latest_debug[task_id] = item
+        self._hand_over(self._dispatch_debug, stamp_ns, encoded, item)
+
+    def _drop_idle_cmd_vel(self) -> None:
+        with self._lock:
+            sub = self._cmd_sub
+            if sub is None or time.monotonic() - self._cmd_polled < _CMD_VEL_IDLE_S:
+                return
+            self._cmd_sub = None
+            self._cmd_vel.clear()
+        self.destroy_subscription(sub)
+
+    def _on_cmd_vel(self, msg) -> None:
+        twist = msg.twist if isinstance(msg, TwistStamped) else msg
+        now = self.get_clock().now().nanoseconds * 1e-9
+        with self._lock:
+            self._cmd_vel.append((now, twist.linear.x, twist.linear.y, twist.angular.z))
 
     # ------------------------------------------------------------------ loop thread
 
@@ -260,10 +313,15 @@ class BridgeNode(Node):
         item = {k: v for k, v in state.items() if k != 'visualize'}
         self._feed(state['task_id'], {'type': 'task_state', **item})
 
-    def _dispatch_debug(self, stamp_ns: int, encoded: str) -> None:
+    def _dispatch_debug(self, stamp_ns: int, encoded: str, item: dict) -> None:
         for future in self._debug_waiters.pop(stamp_ns, ()):
             if not future.done():
                 future.set_result(encoded)
+        for queue in self._streams.get(item['task_id'], ()):
+            if queue in self._debug_streams:
+                if queue.full():
+                    queue.get_nowait()
+                queue.put_nowait(item)
 
     def active_task(self) -> dict | None:
         """The active task as last seen on vln/task_state (or created through the bridge)."""
@@ -352,14 +410,22 @@ class BridgeNode(Node):
                 if not waiters:
                     del self._debug_waiters[stamp_ns]
 
-    def subscribe(self, task_id: str) -> asyncio.Queue:
-        """A queue fed with the task's results and state changes."""
+    def subscribe(self, task_id: str, debug_images: bool = False) -> asyncio.Queue:
+        """A queue fed with the task's results and state changes (and debug images)."""
         queue: asyncio.Queue = asyncio.Queue(maxsize=_STREAM_QUEUE)
         self._streams.setdefault(task_id, set()).add(queue)
+        if debug_images:
+            self._debug_streams.add(queue)
         return queue
+
+    def latest_debug_image(self, task_id: str) -> dict | None:
+        """The newest debug image stream item of a task."""
+        with self._lock:
+            return self._latest_debug.get(task_id)
 
     def unsubscribe(self, task_id: str, queue: asyncio.Queue) -> None:
         """Stop feeding ``queue``."""
+        self._debug_streams.discard(queue)
         queues = self._streams.get(task_id)
         if queues is not None:
             queues.discard(queue)
@@ -368,14 +434,14 @@ class BridgeNode(Node):
 
     # ------------------------------------------------------------------ services
 
-    async def _call(self, client, request, what: str):
+    async def _call(self, client, request, what: str, unavailable: BridgeError | None = None):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _SERVICE_WAIT_S
         while not client.service_is_ready():
             if loop.time() > deadline:
-                raise BridgeError(503, 'task_node_unavailable',
-                                  f'service {client.srv_name} is not available: is the '
-                                  'task_node running?')
+                raise unavailable or BridgeError(
+                    503, 'task_node_unavailable',
+                    f'service {client.srv_name} is not available: is the task_node running?')
             await asyncio.sleep(0.05)
         result = loop.create_future()
 
@@ -442,6 +508,77 @@ class BridgeNode(Node):
         task['history'] = [result_dict(r) for r in response.history]
         return task
 
+    async def set_estop(self, engaged: bool) -> dict:
+        """Call the planner's vln/estop; 409 no_planner when nothing serves it."""
+        unavailable = BridgeError(
+            409, 'no_planner', f'no node serves {self._estop_cli.srv_name} (is the '
+            'planner_node running?): the e-stop cannot be delivered, and no vln_ros planner '
+            'commands the robot')
+        if not self._estop_cli.service_is_ready() and not self._service_in_graph(
+                self._estop_cli.srv_name):
+            raise unavailable  # at once: waiting only helps a service being discovered
+        response = await self._call(self._estop_cli, SetBool.Request(data=bool(engaged)),
+                                    'estop', unavailable)
+        state = {'engaged': bool(engaged), 'success': bool(response.success),
+                 'message': response.message,
+                 'stamp': self.get_clock().now().nanoseconds * 1e-9}
+        if response.success:
+            with self._lock:
+                self._estop = state
+        return state
+
+    def _service_in_graph(self, name: str) -> bool:
+        return any(service == name for service, _ in self.get_service_names_and_types())
+
+    def estop_state(self) -> dict:
+        """The e-stop state last set through this bridge."""
+        with self._lock:
+            return dict(self._estop)
+
+    def cmd_vel_since(self, since: float) -> dict:
+        """cmd_vel samples received after ``since`` within the last few seconds."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        start = max(since, now - _CMD_VEL_KEPT_S)
+        with self._lock:
+            self._cmd_polled = time.monotonic()
+            subscribe = self._cmd_sub is None
+            samples = [s for s in self._cmd_vel if s[0] > start]
+        if subscribe:
+            # First poll (or first after an idle spell): start following cmd_vel now.
+            sub = self.create_subscription(self._cmd_type, 'cmd_vel', self._on_cmd_vel,
+                                           RELIABLE_QOS)
+            with self._lock:
+                if self._cmd_sub is None:
+                    self._cmd_sub, sub = sub, None
+            if sub is not None:
+                self.destroy_subscription(sub)
+        return {'now': now, 'samples': [
+            {'t': t, 'linear_x': _r(vx), 'linear_y': _r(vy), 'angular_z': _r(wz)}
+            for t, vx, vy, wz in samples]}
+
+    def publish_image(self, bgr) -> bool:
+        """Publish a BGR image as the camera (thread-safe: the video source's thread)."""
+        stamp_ns = self._next_stamp_ns()
+        sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+        listeners = 0
+        if self._compressed_pub is not None:
+            ok, jpeg = cv2.imencode('.jpg', bgr, [cv2.IMWRITE_JPEG_QUALITY, _SOURCE_JPEG_QUALITY])
+            if ok:
+                msg = CompressedImage(format='jpeg', data=jpeg.tobytes())
+                msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
+                msg.header.frame_id = self._frame_id
+                self._compressed_pub.publish(msg)
+                listeners += self._compressed_pub.get_subscription_count()
+        if self._raw_pub is not None:
+            fields = bgr_to_image_fields(bgr, 'bgr8')
+            msg = Image(height=fields['height'], width=fields['width'],
+                        encoding=fields['encoding'], step=fields['step'], data=fields['data'])
+            msg.header.stamp.sec, msg.header.stamp.nanosec = sec, nanosec
+            msg.header.frame_id = self._frame_id
+            self._raw_pub.publish(msg)
+            listeners += self._raw_pub.get_subscription_count()
+        return listeners > 0
+
     # ------------------------------------------------------------------ health
 
     def graph_health(self) -> dict:
@@ -453,4 +590,5 @@ class BridgeNode(Node):
         active = self.active_task()
         return {'nodes': nodes, 'task_node': self._create_cli.service_is_ready(),
                 'perception_node': listeners > 0,
+                'planner_node': self._estop_cli.service_is_ready(),
                 'active_task': active['task_id'] if active else None}
