@@ -18,26 +18,7 @@ from rclpy.signals import SignalHandlerOptions
 import uvicorn
 
 from vln_ros.bridge.app import create_app
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind a listening TCP socket (IPv4 or IPv6); port 0 picks a free port."""
-    family, kind, proto, _, address = socket.getaddrinfo(host, port,
-                                                         type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    """http://HOST:PORT of a bound socket."""
-    host, port = sock.getsockname()[:2]
-    return f'http://[{host}]:{port}' if ':' in host else f'http://{host}:{port}'
+from vln_ros.tools.net import bind_socket, url_of
 
 
 async def _serve(server: uvicorn.Server, sock: socket.socket, announce) -> None:

@@ -43,6 +43,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 import numpy as np
 import uvicorn
 
+from vln_ros.tools.net import bind_socket, url_of
+
 _LOG = logging.getLogger(__name__)
 
 ACTIONS = ('forward', 'turn_left', 'turn_right', 'back', 'stop')
@@ -924,27 +926,6 @@ class RunningServer:
     server: uvicorn.Server
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind a listening TCP socket; port 0 picks a free port."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _root_url(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    if ':' in host:
-        host = f'[{host}]'
-    return f'http://{host}:{port}'
-
-
 def _uvicorn_config(app: FastAPI, log_level: str) -> uvicorn.Config:
     # A short graceful shutdown: a hanging timeout fault must not hold the exit.
     return uvicorn.Config(app, log_level=log_level, access_log=False,
@@ -970,7 +951,7 @@ def serve_in_thread(config: ServerConfig | None = None,
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError('vlm test server did not start')
             time.sleep(0.01)
-        root = _root_url(sock)
+        root = url_of(sock)
         yield RunningServer(base_url=f'{root}/v1', root_url=root, app=app, server=server)
     finally:
         server.should_exit = True
@@ -1019,7 +1000,7 @@ async def _serve_and_announce(server: uvicorn.Server, sock: socket.socket) -> bo
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
     if server.started:
-        print(f'vlm test server listening on {_root_url(sock)}/v1', flush=True)
+        print(f'vlm test server listening on {url_of(sock)}/v1', flush=True)
     await task
     return server.started
 
