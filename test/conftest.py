@@ -8,10 +8,11 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-from vln_ros.tools.processes import reserve_domain_id  # noqa: E402
+from vln_ros.tools.processes import clean_shm_zombies, reserve_domain_id  # noqa: E402
 
 # Each test session gets its own DDS domain, confined to this host (shared memory + 127.0.0.1).
 reserve_domain_id()
+clean_shm_zombies()
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE',
                       str(ROOT / 'config' / 'fastdds_localhost.xml'))

@@ -25,7 +25,7 @@ from vln_ros.sim.evaluation import evaluate
 from vln_ros.sim.render import render_topdown
 from vln_ros.sim.scenario import Scenario
 from vln_ros.sim.world import World
-from vln_ros.tools.processes import ProcessGroup, reserve_domain_id, wait_until
+from vln_ros.tools.processes import ProcessGroup, clean_shm_zombies, reserve_domain_id, wait_until
 
 PLANNER_LIMITS = {'max_linear_vel': 0.5, 'max_angular_vel': 0.8, 'max_linear_acc': 0.5,
                   'max_angular_acc': 1.5}
@@ -150,6 +150,7 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
                  outage_at: float | None = None) -> dict:
     """Run one scenario closed loop; return the summary dict (also written as summary.json)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    clean_shm_zombies()
     scenario = Scenario.load(scenario_name)
     limit = time_limit or (scenario.success.time_limit if scenario.success else 90.0)
     procs = ProcessGroup(out_dir)

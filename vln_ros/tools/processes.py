@@ -206,3 +206,22 @@ def reserve_domain_id(first: int = 1, last: int = 100) -> int:
         os.environ['ROS_DOMAIN_ID'] = str(domain)
         return domain
     raise RuntimeError(f'no free ROS domain id in {first}..{last}')
+
+
+def clean_shm_zombies() -> None:
+    """Remove Fast DDS shared-memory segments left by killed processes (`fastdds shm clean`).
+
+    A process killed with SIGKILL leaves its segments and port locks in /dev/shm; hundreds of
+    them accumulate over a test run and have been seen to stall a new participant's start-up.
+    Only segments whose owner is gone are removed. A missing `fastdds` tool is not an error.
+    """
+    import shutil
+
+    tool = shutil.which('fastdds')
+    if tool is None:
+        return
+    try:
+        subprocess.run([tool, 'shm', 'clean'], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
