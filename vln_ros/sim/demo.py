@@ -145,6 +145,20 @@ def _limit_violations(commands) -> int:
     return bad
 
 
+def _wait_ready(procs: ProcessGroup, proc, name: str, params: dict) -> None:
+    """Wait for a node's ready line; restart it once if it hangs at start-up."""
+    for attempt in (1, 2):
+        try:
+            proc.wait_for_output(' ready', 60)
+            return
+        except TimeoutError:
+            if attempt == 2:
+                raise RuntimeError(f'{name} did not start:\n{proc.output()[-2000:]}') from None
+            print(f'[demo] {name} not ready after 60 s: restarting it', flush=True)
+            proc.stop()
+            proc = procs.start_node(name, params=params)
+
+
 def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), seed: int = 0,
                  write_media: bool = True, quiet: bool = False, time_limit: float | None = None,
                  outage_at: float | None = None) -> dict:
@@ -163,14 +177,17 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
             'oracle_latency': [float(latency[0]), float(latency[1])]})
         out = sim.wait_for_output('oracle listening on', 60)
         url = out.split('oracle listening on ')[1].split()[0]
-        procs.start_node('task_node', params={'db_path': str(out_dir / 'tasks.db')})
-        procs.start_node('perception_node', params={
-            'vlm.base_url': url, 'vlm.timeout': max(30.0, 3 * latency[1]),
-            'enable_visualization': True, 'keyframe_threshold': 0.1})
-        procs.start_node('planner_node', params={
-            **PLANNER_LIMITS, 'use_stamped_cmd_vel': True,
-            'result_timeout': max(12.0, 1.5 * latency[1]),
-            'expected_latency': (latency[0] + latency[1]) / 2})
+        nodes = {
+            'task_node': {'db_path': str(out_dir / 'tasks.db')},
+            'perception_node': {'vlm.base_url': url, 'vlm.timeout': max(30.0, 3 * latency[1]),
+                                'enable_visualization': True, 'keyframe_threshold': 0.1},
+            'planner_node': {**PLANNER_LIMITS, 'use_stamped_cmd_vel': True,
+                             'result_timeout': max(12.0, 1.5 * latency[1]),
+                             'expected_latency': (latency[0] + latency[1]) / 2},
+        }
+        started = {name: procs.start_node(name, params=params) for name, params in nodes.items()}
+        for name, proc in started.items():
+            _wait_ready(procs, proc, name, nodes[name])
         recorder = Recorder()
         wait_until(lambda: recorder.trajectory, 60, spin=recorder.spin_for)
         recorder.t0 = time.monotonic()
