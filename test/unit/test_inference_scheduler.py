@@ -121,6 +121,22 @@ def test_newest_job_replaces_the_queued_one(make):
         4, 2, 2, 2)
 
 
+def test_refresh_swaps_only_a_waiting_job_of_the_same_task(make):
+    rec = Recorder()
+    sched = make(rec)
+    assert not sched.refresh_queued(job(9))  # nothing waits
+    sched.submit(job(1))
+    assert wait_for(lambda: rec.started == [1])
+    assert not sched.refresh_queued(job(9))  # one runs, none waits
+    sched.submit(job(2))
+    assert sched.refresh_queued(job(3))
+    assert not sched.refresh_queued(Job('other', 4, 4.0, None))
+    rec.finish(1)
+    assert wait_for(lambda: rec.started == [1, 3])  # the refreshed job ran, not 2
+    stats = sched.stats()
+    assert (stats['refreshed'], stats['dropped']) == (1, 0)
+
+
 def test_two_jobs_in_flight(make):
     rec = Recorder()
     sched = make(rec, max_inflight=2)

@@ -60,7 +60,8 @@ class InferenceScheduler:
         self._queued: Job | None = None
         self._active_task: str | None = None
         self._counts = dict.fromkeys(
-            ('submitted', 'refused', 'started', 'completed', 'failed', 'dropped', 'cancelled'), 0)
+            ('submitted', 'refused', 'started', 'completed', 'failed', 'dropped', 'cancelled',
+             'refreshed'), 0)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -166,6 +167,20 @@ class InferenceScheduler:
             job_id = self._reserve(job)
         loop.call_soon_threadsafe(self._start, job_id)
         return True
+
+    def refresh_queued(self, job: Job) -> bool:
+        """Swap the waiting job for a newer one of the same task; False when none waits.
+
+        The waiting keyframe was chosen up to a whole model latency ago; sending the newest
+        camera frame instead makes the answer refer to where the robot is when the request
+        leaves, not to where it was seconds earlier.
+        """
+        with self._lock:
+            if self._queued is None or self._queued.task_id != job.task_id:
+                return False
+            self._queued = job
+            self._counts['refreshed'] += 1
+            return True
 
     def stats(self) -> dict:
         """Return counters and the current inflight/queued numbers."""

@@ -228,12 +228,15 @@ class PerceptionNode(Node):
             if decision.is_keyframe:
                 task.keyframes += 1
                 task.sequence += 1
-                job = Job(task.task_id, task.sequence, stamp_to_sec(header.stamp), _Payload(
-                    img, task.instruction, tuple(task.history), header, task.frames,
-                    task.keyframes))
+            job = Job(task.task_id, task.sequence, stamp_to_sec(header.stamp), _Payload(
+                img, task.instruction, tuple(task.history), header, task.frames,
+                task.keyframes))
         if decision.is_keyframe:
             self._counts['keyframes'] += 1
             self._scheduler.submit(job)
+        elif task.sequence:
+            # A keyframe waiting for the model is sent as the newest frame when its turn comes.
+            self._scheduler.refresh_queued(job)
         self._ingest.add((time.perf_counter() - t0) * 1000.0)
 
     # ------------------------------------------------------------------ model calls (loop thread)
