@@ -204,8 +204,51 @@ def reserve_domain_id(first: int = 1, last: int = 100) -> int:
             continue
         _DOMAIN_LOCK = f
         os.environ['ROS_DOMAIN_ID'] = str(domain)
+        remove_stale_port_segments(domain)
         return domain
     raise RuntimeError(f'no free ROS domain id in {first}..{last}')
+
+
+def remove_stale_port_segments(domain: int) -> list[str]:
+    """Delete the Fast DDS shared-memory port segments of a domain that no process maps.
+
+    A participant killed while creating its port segment leaves it half initialised, and the
+    next participant of the same domain spins forever in Fast DDS's open-or-create (seen as a
+    node that never logs its ready line). Called with the domain's lock held, so no run of
+    ours is opening these segments; segments mapped by any live process are kept.
+    """
+    base = 7400 + 250 * domain  # RTPS port range of the domain (PB + DG * domain)
+    shm = pathlib.Path('/dev/shm')
+
+    def port_of(name: str) -> int | None:
+        # fastrtps_port<N>, fastrtps_port<N>_el, sem.fastrtps_port<N>_mutex
+        digits = name.removeprefix('sem.').removeprefix('fastrtps_port')
+        digits = digits.removesuffix('_el').removesuffix('_mutex')
+        return int(digits) if digits.isdigit() else None
+
+    candidates = [p for p in shm.glob('*fastrtps_port*')
+                  if (port := port_of(p.name)) is not None and base <= port < base + 250]
+    if not candidates:
+        return []
+    in_use = set()
+    for maps in pathlib.Path('/proc').glob('[0-9]*/maps'):
+        try:
+            text = maps.read_text(errors='replace')
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if 'fastrtps_port' in line:
+                in_use.add(port_of(line.rsplit('/', 1)[-1].strip()))
+    removed = []
+    for path in candidates:
+        if port_of(path.name) in in_use:
+            continue
+        try:
+            path.unlink()
+            removed.append(path.name)
+        except OSError:
+            pass
+    return removed
 
 
 def clean_shm_zombies() -> None:
