@@ -8,7 +8,11 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
-from vln_ros.tools.processes import clean_shm_zombies, reserve_domain_id  # noqa: E402
+from vln_ros.tools.processes import (  # noqa: E402
+    clean_shm_zombies,
+    remove_stale_port_segments,
+    reserve_domain_id,
+)
 
 # Each test session gets its own DDS domain, confined to this host (shared memory + 127.0.0.1).
 reserve_domain_id()
@@ -48,6 +52,9 @@ def procs(tmp_path):
     group = ProcessGroup(tmp_path)
     yield group
     group.stop_all()
+    # A node killed while starting can leave a half-made shared-memory port that would hang
+    # the next test's nodes in this domain.
+    remove_stale_port_segments(int(os.environ['ROS_DOMAIN_ID']))
 
 
 @pytest.fixture
