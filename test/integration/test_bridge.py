@@ -443,6 +443,8 @@ def test_raw_frames_and_a_clean_exit_on_sigterm(stack, tmp_path, ros):
         out = proc.wait_for_output('vln bridge listening on', timeout=60)
         url = re.search(r'vln bridge listening on (http://\S+)', out).group(1)
         with httpx.Client(base_url=url, timeout=20) as c:
+            # A freshly started bridge may not have discovered the task service yet (503).
+            wait_until(lambda: c.get('/health').json()['ros'].get('task_node'), 30)
             task_id = _create(c, 'go forward')
             ros.wait_until(lambda: ros.node.count_publishers('camera/image_raw') >= 1, 10)
             stamps = []
