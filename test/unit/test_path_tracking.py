@@ -8,6 +8,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 import pytest
 
+from test.unit.kinematics import unicycle
 from vln_ros.core.geometry import Pose2D, normalize_angle
 from vln_ros.core.path_tracking import PathTracker, TrackCommand, waypoints_to_odom
 from vln_ros.core.velocity_limits import Limits, VelocityLimiter
@@ -20,18 +21,6 @@ DT_TRACK = 0.02
 
 def wp(dx, dy=0.0, dtheta=0.0, confidence=0.9):
     return SimpleNamespace(dx=dx, dy=dy, dtheta=dtheta, confidence=confidence)
-
-
-def unicycle(pose, vx, vy, wz, dt, substeps=10):
-    """Integrate a body twist with small midpoint steps (independent of the code under test)."""
-    x, y, th = pose.x, pose.y, pose.yaw
-    h = dt / substeps
-    for _ in range(substeps):
-        mid = th + 0.5 * wz * h
-        x += (vx * math.cos(mid) - vy * math.sin(mid)) * h
-        y += (vx * math.sin(mid) + vy * math.cos(mid)) * h
-        th += wz * h
-    return Pose2D(x, y, normalize_angle(th))
 
 
 def run_closed_loop(tracker, pose, speed=0.3, seconds=20.0, dt=0.02, limits=None):

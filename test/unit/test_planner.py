@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import pytest
 
+from test.unit.kinematics import unicycle
 from vln_ros.core.geometry import Pose2D, interpolate_pose, normalize_angle
 from vln_ros.core.planner import (
     REASONS,
@@ -35,18 +36,6 @@ def result(stamp, waypoints, task='t', status='ok', inference_time=6.0, sequence
 
 
 PATH = [wp(0.3), wp(0.6, 0.05, 0.1), wp(0.9, 0.1, 0.2), wp(1.0, 0.15, 0.3)]
-
-
-def unicycle(pose, vx, vy, wz, dt, substeps=10):
-    """Integrate a body twist with small midpoint steps (independent of the code under test)."""
-    x, y, th = pose.x, pose.y, pose.yaw
-    h = dt / substeps
-    for _ in range(substeps):
-        mid = th + 0.5 * wz * h
-        x += (vx * math.cos(mid) - vy * math.sin(mid)) * h
-        y += (vx * math.sin(mid) + vy * math.cos(mid)) * h
-        th += wz * h
-    return Pose2D(x, y, normalize_angle(th))
 
 
 class Sim:
