@@ -48,6 +48,20 @@ class RosTestNode:
         self.node.create_subscription(msg_type, topic, box.append, qos)
         return box
 
+    def task_acks(self) -> dict[str, str]:
+        """Return a dict, kept current, of follower node -> task id it follows ('' = none)."""
+        from std_msgs.msg import String
+
+        from vln_ros.nodes.ros_common import TASK_ACK_QOS, TASK_ACK_TOPIC
+
+        acks: dict[str, str] = {}
+
+        def on_ack(msg):
+            node, _, task_id = msg.data.partition('|')
+            acks[node] = task_id
+        self.node.create_subscription(String, TASK_ACK_TOPIC, on_ack, TASK_ACK_QOS)
+        return acks
+
     def call(self, client, request, timeout: float = 10.0):
         """Call a service, waiting for it first; return the response or raise TimeoutError."""
         self.wait_until(lambda: client.service_is_ready(), timeout)

@@ -16,7 +16,7 @@ from vln_ros_interfaces.srv import CreateTask
 from test.harness import ROOT
 from vln_ros.core.geometry import Pose2D, yaw_from_quaternion
 from vln_ros.core.pose_history import PoseHistory
-from vln_ros.nodes.ros_common import stamp_to_sec
+from vln_ros.nodes.ros_common import SENSOR_QOS, stamp_to_sec
 from vln_ros.tools.bag_store import read_bag
 
 BAG = ROOT / 'test' / 'data' / 'corridor_short'
@@ -40,19 +40,28 @@ def test_bag_replay_through_perception_and_planner(procs, ros):
         'vlm.base_url': url, 'image_transport': 'compressed', 'keyframe_min_interval': 0.3,
         **sim_time})
     procs.start_node('planner_node', params={**sim_time})
-    odoms = ros.collect(Odometry, 'odom')  # what the graph saw (the first few may be missed)
+    # What the graph saw; the test listens too, so the player waits for 2 subscribers a topic.
+    odoms = ros.collect(Odometry, 'odom')
+    frames = ros.collect(CompressedImage, 'camera/image_raw/compressed', SENSOR_QOS)
     results = ros.collect(NavigationResult, 'vln/result')
     paths = ros.collect(Path, 'vln/path')
+    acks = ros.task_acks()
     create = ros.node.create_client(CreateTask, 'vln/create_task')
-    assert ros.call(create, CreateTask.Request(instruction='go forward'), 30).accepted
+    answer = ros.call(create, CreateTask.Request(instruction='go forward'), 30)
+    assert answer.accepted
+    # The bag is short: play it only once both followers follow the task and listen (a node
+    # that starts after the task was created learns of it from the latched state, later).
+    assert ros.wait_until(lambda: all(acks.get(f'/{n}') == answer.task_id
+                                      for n in ('perception_node', 'planner_node')), 30), acks
 
     player = procs.start('vln_bag', [sys.executable, '-m', 'vln_ros.tools.bag', 'play',
                                      str(BAG), '--clock', '--rate', '0.5',
-                                     '--wait-for-subscribers', '20'])
+                                     '--wait-for-subscribers', '20', '--min-subscribers', '2'])
     ros.wait_until(lambda: player.proc.poll() is not None, 60)
     ros.spin_for(1.0)
     assert player.proc.returncode == 0, player.output()
-    assert odoms and results and paths
+    assert 'playing anyway' not in player.output()
+    assert odoms and frames and results and paths
 
     # Ground truth from the bag file itself: camera stamps and the odometry history.
     frame_stamps = [stamp_to_sec(m.header.stamp)

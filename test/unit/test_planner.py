@@ -162,6 +162,26 @@ def test_results_out_of_order_or_too_old_are_ignored():
     assert planner.on_result(result(4.0, PATH), 17.0) is None  # 13 s old > result_timeout
 
 
+def test_each_ignored_result_says_why():
+    planner = active_planner()
+    for i in range(int(20 * RATE)):
+        planner.on_odometry(i * DT, Pose2D(0.0, 0.0, 0.0))
+    cases = [
+        (result(10.0, PATH, task='other'), 10.5, 'not_active_task'),
+        (result(10.0, PATH, status='vlm_error'), 10.5, 'status_vlm_error'),
+        (result(10.0, [wp(math.nan)]), 10.5, 'invalid_waypoints'),
+        (result(10.0, [wp(0.5, confidence=0.1)]), 10.5, 'low_confidence'),
+        (result(11.0, PATH), 11.5, None),
+        (result(10.5, PATH), 11.6, 'overtaken'),
+        (result(12.0, PATH), 30.0, 'stale'),
+        (result(25.0, PATH), 25.1, 'no_pose'),
+    ]
+    for res, now, why in cases:
+        path = planner.on_result(res, now)
+        assert planner.last_ignored == why, (res, why)
+        assert (path is None) == (why is not None)
+
+
 def test_stop_result_clears_the_path():
     planner = active_planner()
     sim = Sim(planner)

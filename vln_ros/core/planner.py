@@ -182,6 +182,8 @@ class Planner:
         self._inference_times: deque[float] = deque(maxlen=_TIMING_WINDOW)
         self._intervals: deque[float] = deque(maxlen=_TIMING_WINDOW)
         self._path: list[Pose2D] = []
+        # Why the last result was not turned into a path (None: it was); for the logs.
+        self.last_ignored: str | None = None
 
     # -------------------------------------------------------------------------- inputs
 
@@ -197,21 +199,25 @@ class Planner:
         empty list for a stop), None when it was ignored or rejected; ``reason`` then
         tells why the robot stands still, if it does.
         """
+        path, self.last_ignored = self._accept(result, now)
+        return path
+
+    def _accept(self, result: PlannerResult, now: float) -> tuple[list[Pose2D] | None, str | None]:
         if self._active_task is None or result.task_id != self._active_task:
-            return None  # an old task's answer must never move the robot
+            return None, 'not_active_task'  # an old task's answer must never move the robot
         self._note_timing(result, now)
         if result.status not in ('ok', 'fallback', 'stop'):
             self._count_error()  # 'vlm_error', or a status this planner does not know
-            return None
+            return None, f'status_{result.status}'
         if self._last_stamp is not None and result.stamp < self._last_stamp:
-            return None  # overtaken by a newer keyframe's answer
+            return None, 'overtaken'  # a newer keyframe's answer is already followed
         if not math.isfinite(result.stamp) or now - result.stamp > self.config.result_timeout:
-            return None  # captured too long ago to act on
+            return None, 'stale'  # captured too long ago to act on
         waypoints = list(result.waypoints)
         values = [(w.dx, w.dy, w.dtheta, w.confidence) for w in waypoints]
         if not all(math.isfinite(v) for vals in values for v in vals):
             self._count_error()  # invalid data: as useless as an error
-            return None
+            return None, 'invalid_waypoints'
 
         self._error_streak = 0
         self._last_arrival = now
@@ -219,21 +225,21 @@ class Planner:
         waypoints = [_ClampedWaypoint(w) for w in waypoints]
         if result.status == 'stop' or not waypoints or _is_stop(waypoints):
             self._drop_path('path_finished')
-            return []
+            return [], None
         # The mean, not the min: the model is rightly less sure of far waypoints.
         confidence = sum(w.confidence for w in waypoints) / len(waypoints)
         if confidence < self.config.min_confidence:
             self._drop_path('low_confidence')
-            return None
+            return None, 'low_confidence'
         anchor = self._pose_at(result.stamp)
         if anchor is None:
             self._drop_path('no_pose')
-            return None
+            return None, 'no_pose'
 
         self._path = waypoints_to_odom(anchor, waypoints)
         self._tracker.set_path(self._path, start=anchor)
         self._hold_reason = None
-        return list(self._path)
+        return list(self._path), None
 
     def set_active_task(self, task_id: str | None) -> None:
         """Make ``task_id`` the task whose results are followed (None: no task).

@@ -192,8 +192,11 @@ class PerceptionNode(Node):
         # our lock: it waits for a result being delivered, which needs our lock).
         self._scheduler.set_active_task(active)
         self._ack_pub.publish(String(data=f'{self.get_fully_qualified_name()}|{active or ""}'))
-        self.get_logger().info(f'following task {msg.task_id or "-"} ({msg.status})'
-                               + (f': "{msg.instruction}"' if self._task else ''))
+        if active:
+            self.get_logger().info(f'following task {active}: "{msg.instruction}"')
+        else:
+            ended = f' (task {msg.task_id} {msg.status})' if msg.task_id else ''
+            self.get_logger().info(f'no active task{ended}')
 
     # ------------------------------------------------------------------ camera ingest
 

@@ -102,6 +102,7 @@ class PlannerNode(Node):
         self._last_tick = None
         self._tick_periods: list[float] = []
         self._results = 0
+        self._last_unfollowed = ''
 
         io_group = MutuallyExclusiveCallbackGroup()
         cmd_type = TwistStamped if self._stamped else Twist
@@ -139,7 +140,10 @@ class PlannerNode(Node):
     def _on_task_state(self, msg: TaskState) -> None:
         active = msg.task_id if msg.status == TaskState.STATUS_ACTIVE else None
         with self._lock:
+            changed = active != self._planner.active_task
             self._planner.set_active_task(active)
+        if changed:
+            self.get_logger().info(f'following task {active}' if active else 'no active task')
         self._ack_pub.publish(String(data=f'{self.get_fully_qualified_name()}|{active or ""}'))
 
     def _on_result(self, msg: NavigationResult) -> None:
@@ -149,9 +153,19 @@ class PlannerNode(Node):
             inference_time=float(msg.inference_time))
         with self._lock:
             path = self._planner.on_result(result, self._now())
+            ignored = self._planner.last_ignored
         self._results += 1
         if path is not None:
             self._publish_path(path)
+        elif ignored != 'not_active_task':
+            # Why the robot did not act on a result: the first question an operator asks.
+            self.get_logger().info(
+                f'result {result.task_id}#{result.sequence} ignored: {ignored}',
+                throttle_duration_sec=2.0)
+        elif result.task_id != self._last_unfollowed:
+            self._last_unfollowed = result.task_id  # once per other task is enough
+            self.get_logger().info(f'results of task {result.task_id} ignored: the planner '
+                                   f'follows {self._planner.active_task or "no task"}')
 
     def _on_estop(self, request: SetBool.Request, response: SetBool.Response):
         with self._lock:

@@ -23,8 +23,13 @@ LATCHED_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Nodes that follow the active task acknowledge each change here ("<node>|<task id>"); the task
 # node answers a switch only once they have, so nothing of the old task follows the answer.
+# Latched too: a task node (or a test) that joins late learns what each follower follows now.
+# Deeper than LATCHED_QOS: a keyless topic has one history, so a reader of depth 1 would keep
+# only one of the followers' latched acks.
 TASK_ACK_TOPIC = 'vln/task_ack'
-TASK_ACK_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+TASK_ACK_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
+                          reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
 # Results and commands: reliable, small queue.
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -201,8 +201,14 @@ def play(args: argparse.Namespace) -> int:
     try:
         if args.wait_for_subscribers > 0:
             deadline = time.monotonic() + args.wait_for_subscribers
-            while time.monotonic() < deadline and not all(
-                    p.get_subscription_count() > 0 for p in publishers.values()):
+            while not all(p.get_subscription_count() >= args.min_subscribers
+                          for p in publishers.values()):
+                if time.monotonic() > deadline:
+                    short = [t for t, p in publishers.items()
+                             if p.get_subscription_count() < args.min_subscribers]
+                    print(f'vln_bag play: playing anyway after {args.wait_for_subscribers:g} s; '
+                          f'too few subscribers on {", ".join(short)}', file=sys.stderr)
+                    break
                 time.sleep(0.02)
         print(f'playing {len(publishers)} topics from {args.bag} at rate {args.rate:g}',
               flush=True)
@@ -284,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help='set header.stamp to the time of publication')
     ply.add_argument('--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
                      help='first wait up to this long until every topic has a subscriber')
+    ply.add_argument('--min-subscribers', type=int, default=1, metavar='COUNT',
+                     help='with --wait-for-subscribers: how many subscribers each topic needs '
+                          '(default 1)')
     ply.set_defaults(func=play)
 
     inf = sub.add_parser('info', help='show topics, counts and duration of a bag')
