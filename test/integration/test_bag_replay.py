@@ -35,7 +35,8 @@ def _bag_messages(topic, msg_type):
 def test_bag_replay_through_perception_and_planner(procs, ros):
     url = procs.start_vlm_server('--latency', '0.1', '0.2')
     sim_time = {'use_sim_time': True}
-    procs.start_node('task_node', params={'db_path': ':memory:', **sim_time})
+    procs.start_node('task_node', params={'db_path': ':memory:', 'expected_followers': 2,
+                                          **sim_time})
     procs.start_node('perception_node', params={
         'vlm.base_url': url, 'image_transport': 'compressed', 'keyframe_min_interval': 0.3,
         **sim_time})

@@ -55,7 +55,7 @@ def stack(tmp_path_factory):
     group = ProcessGroup(tmp_path_factory.mktemp('bridge'))
     try:
         url = group.start_vlm_server('--latency', '0.2', '0.3')
-        group.start_node('task_node', params={'db_path': ':memory:'})
+        group.start_node('task_node', params={'db_path': ':memory:', 'expected_followers': 2})
         group.start_node('perception_node', params={
             'vlm.base_url': url, 'image_transport': 'compressed', 'keyframe_min_interval': 0.1,
             'vlm.timeout': 10.0})

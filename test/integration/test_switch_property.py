@@ -28,7 +28,7 @@ def test_no_result_or_command_of_an_old_task_after_the_switch_returns(procs, ros
     trials = int(os.environ.get('VLN_SWITCH_TRIALS', '12'))
     rng = random.Random(1234)
     url = procs.start_vlm_server('--latency', '0.2', '1.5', '--seed', '7')
-    procs.start_node('task_node', params={'db_path': ':memory:'})
+    procs.start_node('task_node', params={'db_path': ':memory:', 'expected_followers': 2})
     procs.start_node('perception_node', params={
         'vlm.base_url': url, 'keyframe_min_interval': 0.1, 'keyframe_threshold': 0.02})
     procs.start_node('planner_node', params={'result_timeout': 5.0, 'schedule_speed': False})

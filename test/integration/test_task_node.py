@@ -124,3 +124,43 @@ def test_navigate_action_feedback_completion_and_cancel(procs, ros, tmp_path):
     result_future = handle.get_result_async()
     ros.wait_until(result_future.done, 10)
     assert result_future.result().result.state.status == 'stopped'
+
+
+def test_answers_a_switch_only_after_the_expected_followers_followed(procs, ros):
+    """The service answer is the switch guarantee: it waits for each follower's ack."""
+    import time
+
+    from std_msgs.msg import String
+
+    from vln_ros.nodes.ros_common import TASK_ACK_QOS, TASK_ACK_TOPIC
+
+    node = procs.start_node('task_node', params={
+        'db_path': ':memory:', 'expected_followers': 1, 'switch_ack_timeout': 8.0})
+    create, stop, _, _ = _clients(ros)
+    ack_pub = []  # made only when the follower acks: unknown to the task node before that
+    seen, acked = {}, {}  # task id -> when the stand-in follower saw / acknowledged it
+    ros.node.create_subscription(
+        TaskState, 'vln/task_state',
+        lambda s: seen.setdefault(s.task_id, time.monotonic()) if s.status == 'active' else None,
+        LATCHED_QOS)
+    ros.wait_until(create.service_is_ready, 30)
+
+    future = create.call_async(CreateTask.Request(instruction='go forward'))
+    while not future.done():
+        ros.spin_for(0.02)
+        # A follower that needs 1 s to switch (a request being cancelled, say).
+        for task_id, t in seen.items():
+            if task_id not in acked and time.monotonic() - t > 1.0:
+                acked[task_id] = time.monotonic()
+                ack_pub = ack_pub or [ros.node.create_publisher(String, TASK_ACK_TOPIC,
+                                                                TASK_ACK_QOS)]
+                ack_pub[0].publish(String(data=f'/stand_in|{task_id}'))
+    answered = time.monotonic()
+    task_id = future.result().task_id
+    assert task_id in acked and acked[task_id] <= answered
+    assert 'not acknowledged' not in node.output()
+
+    # A follower that never answers: the service still answers after the timeout, and says so
+    # in the log (no stop-the-world on a dead node).
+    assert ros.call(stop, StopTask.Request(task_id=task_id), 30).success
+    node.wait_for_output('not acknowledged by all 1 followers', 5)

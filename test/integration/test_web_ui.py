@@ -50,7 +50,7 @@ def stack(tmp_path_factory):
             'scenario': 'corridor_door', 'oracle_port': 0, 'oracle_latency': [0.5, 1.0]})
         oracle = re.search(r'oracle listening on (http://\S+)',
                            sim.wait_for_output('oracle listening on', 60)).group(1)
-        group.start_node('task_node', params={'db_path': ':memory:'})
+        group.start_node('task_node', params={'db_path': ':memory:', 'expected_followers': 2})
         group.start_node('perception_node', params={
             'vlm.base_url': oracle, 'vlm.timeout': 10.0, 'keyframe_threshold': 0.1,
             'keyframe_max_interval': 1.0})

@@ -101,6 +101,11 @@ class TaskNode(Node):
         self._ack_timeout = declare(self, 'switch_ack_timeout', 1.0,
                                     'Wait this long (s) for perception and planner to follow a '
                                     'task change before answering the service', 0.0, 10.0)
+        self._expected_followers = declare(
+            self, 'expected_followers', 0,
+            'Nodes that must acknowledge a task change (perception and planner: 2); 0 counts '
+            'the followers discovered at that moment, which may miss a node still starting',
+            0, 16)
         if db_path != ':memory:':
             db_path = os.path.expanduser(db_path)
             os.makedirs(os.path.dirname(db_path) or '.', exist_ok=True)
@@ -173,7 +178,7 @@ class TaskNode(Node):
         planner) makes the service's answer a guarantee: once the caller has it, no result
         or command of the previous task is published any more.
         """
-        expected = self.count_publishers(TASK_ACK_TOPIC)
+        expected = max(self._expected_followers, self.count_publishers(TASK_ACK_TOPIC))
         if expected == 0 or self._ack_timeout <= 0:
             return
         with self._ack_cv:

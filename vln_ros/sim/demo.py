@@ -178,7 +178,7 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
         out = sim.wait_for_output('oracle listening on', 60)
         url = out.split('oracle listening on ')[1].split()[0]
         nodes = {
-            'task_node': {'db_path': str(out_dir / 'tasks.db')},
+            'task_node': {'db_path': str(out_dir / 'tasks.db'), 'expected_followers': 2},
             'perception_node': {'vlm.base_url': url, 'vlm.timeout': max(30.0, 3 * latency[1]),
                                 'enable_visualization': True, 'keyframe_threshold': 0.1},
             'planner_node': {**PLANNER_LIMITS, 'use_stamped_cmd_vel': True,
