@@ -78,7 +78,8 @@ def main():
                 ros.spin_for(2.0)
             for rate in (50.0, 100.0):
                 procs = ProcessGroup(log_dir)
-                procs.start_node('planner_node', params={'rate_hz': rate, 'use_stamped_cmd_vel': True},
+                procs.start_node('planner_node',
+                                 params={'rate_hz': rate, 'use_stamped_cmd_vel': True},
                                  remap={'cmd_vel': 'stamped/cmd_vel'})
                 ros.wait_until(lambda: len(ticks) > 10, 30)
                 ros.spin_for(1.0)
