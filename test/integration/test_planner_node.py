@@ -103,9 +103,13 @@ def test_places_the_path_in_odom_and_drives_towards_it(procs, ros):
     robot.run(2.5)
     moving = [c for c in robot.cmds if c[1] > 0.05]
     assert moving, 'the robot never moved'
-    # Closed loop over DDS: it made real progress towards the goal.
+    # Closed loop over DDS: it made real progress towards the goal ...
     assert math.hypot(robot.x - 0.8, robot.y - 0.2) < math.hypot(0.8, 0.2) - 0.4, \
         (robot.x, robot.y)
+    # ... and ends where the model meant, (0.8, 0.2, 0.3) in odom.
+    robot.run(15, until=lambda: robot.cmds[-1][1:] == (0.0, 0.0))
+    assert math.hypot(robot.x - 0.8, robot.y - 0.2) < 0.08, (robot.x, robot.y)
+    assert abs(robot.yaw - 0.3) < 0.1, robot.yaw
     _assert_within_limits(robot.cmds)
 
 

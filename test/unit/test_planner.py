@@ -489,3 +489,29 @@ def test_dead_reckoning_without_odometry():
     assert abs(normalize_angle(sim.pose.yaw - target.yaw)) < 0.06
     # The planner's estimate follows the commands the base executed.
     assert planner.pose.distance_to(sim.pose) < 0.01
+
+
+@pytest.mark.parametrize('predict', [True, False])
+def test_late_odometry_is_carried_forward_so_the_robot_stops_at_the_goal(predict):
+    # Odometry reaches the planner 0.2 s after its stamp (a busy host); the stamps are right.
+    lag = int(0.2 * RATE)
+    planner = active_planner(predict_pose=predict, schedule_speed=False)
+    pose, t, measured = Pose2D(0.0, 0.0, 0.0), 0.0, []
+    for _ in range(lag + 1):
+        measured.append((t, pose))
+        t += DT
+    planner.on_odometry(*measured[0])
+    assert planner.on_result(result(0.0, [wp(0.5), wp(1.0)]), t) is not None
+    furthest = 0.0
+    for _ in range(int(8.0 * RATE)):
+        cmd = planner.step(t)
+        pose = unicycle(pose, cmd.vx, cmd.vy, cmd.wz, DT)
+        t += DT
+        measured.append((t, pose))
+        planner.on_odometry(*measured[-1 - lag])
+        furthest = max(furthest, pose.x)
+    overshoot = furthest - 1.0
+    if predict:
+        assert overshoot < 0.02 and abs(pose.x - 1.0) < 0.03, (overshoot, pose)
+    else:  # the failure the prediction exists for: braking on a 0.2 s old pose
+        assert overshoot > 0.05, overshoot

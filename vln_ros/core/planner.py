@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 import math
 
-from vln_ros.core.geometry import Pose2D
+from vln_ros.core.geometry import Pose2D, integrate_twist
 from vln_ros.core.path_tracking import PathTracker, waypoints_to_odom
 from vln_ros.core.pose_history import DeadReckoner, PoseHistory
 from vln_ros.core.velocity_limits import Limits, VelocityLimiter
@@ -73,6 +73,9 @@ class PlannerConfig:
     goal_tolerance: float = 0.05
     yaw_tolerance: float = 0.05
     use_odometry: bool = True
+    # Carry the newest odometry pose forward to the control time with the commands sent
+    # since its stamp: odometry arrives tens of ms (on a busy host, hundreds) late.
+    predict_pose: bool = True
     # Odometry older than this (s) is not a pose to steer by.
     odom_timeout: float = 1.0
     # How far (s) a capture stamp may lie beyond the pose history and still use its ends.
@@ -182,6 +185,9 @@ class Planner:
         self._inference_times: deque[float] = deque(maxlen=_TIMING_WINDOW)
         self._intervals: deque[float] = deque(maxlen=_TIMING_WINDOW)
         self._path: list[Pose2D] = []
+        # (stamp, vx, vy, wz) of the commands sent lately, to predict the pose from odometry.
+        self._sent: deque[tuple[float, float, float, float]] = deque(
+            maxlen=int(cfg.rate_hz * (cfg.odom_timeout + 0.5)) + 2)
         # Why the last result was not turned into a path (None: it was); for the logs.
         self.last_ignored: str | None = None
 
@@ -417,10 +423,33 @@ class Planner:
         stamp, pose = latest
         if abs(now - stamp) > self.config.odom_timeout:
             return None  # odometry stopped (or the clock jumped): do not steer blind
+        if self._reckoner is None and self.config.predict_pose:
+            pose = self._predict(pose, stamp, now)
+        return pose
+
+    def _predict(self, pose: Pose2D, since: float, now: float) -> Pose2D:
+        """Move ``pose`` (measured at ``since``) on to ``now`` with the commands sent.
+
+        Each command holds from its tick to the next one. Braking for a goal on a pose
+        that is 0.2 s old at 0.4 m/s would stop 8 cm past it.
+        """
+        held, t = None, since
+        for ti, vx, vy, wz in self._sent:
+            if ti <= since:
+                held = (vx, vy, wz)  # the command the base was executing at ``since``
+                continue
+            if ti >= now:
+                break
+            if held is not None:
+                pose = integrate_twist(pose, *held, ti - t)
+            held, t = (vx, vy, wz), ti
+        if held is not None and now > t:
+            pose = integrate_twist(pose, *held, now - t)
         return pose
 
     def _command(self, out: tuple[float, float, float], reason: str,
                  target: Pose2D | None) -> Command:
+        self._sent.append((self._last_step, *out))
         return Command(out[0], out[1], out[2], reason, target, list(self._path))
 
 

@@ -39,6 +39,7 @@ class Recorder:
         from nav_msgs.msg import Odometry
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from std_msgs.msg import UInt32
         from vln_ros_interfaces.msg import NavigationResult, TaskState
@@ -62,8 +63,12 @@ class Recorder:
         self.collisions = 0
         self.t0 = time.monotonic()
         n = self.node
-        n.create_subscription(Odometry, 'sim/ground_truth', self._on_truth, 10)
-        n.create_subscription(TwistStamped, 'cmd_vel', self._on_cmd, 100)
+        # Best effort: an observer in a busy process must never hold back the reliable
+        # writers of the control loop (measured: planner tick p99 1.1 s when reliable here,
+        # 0.15-0.2 s best effort, on 2 cores).
+        observe = QoSProfile(depth=200, reliability=ReliabilityPolicy.BEST_EFFORT)
+        n.create_subscription(Odometry, 'sim/ground_truth', self._on_truth, observe)
+        n.create_subscription(TwistStamped, 'cmd_vel', self._on_cmd, observe)
         n.create_subscription(NavigationResult, 'vln/result', self._on_result, 10)
         n.create_subscription(TaskState, 'vln/task_state', self.states.append, LATCHED_QOS)
         n.create_subscription(Image, 'vln/debug_image', self._on_debug, 2)

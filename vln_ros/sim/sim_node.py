@@ -79,6 +79,7 @@ class SimNode(Node):
         self._truth_pub = self.create_publisher(Odometry, 'sim/ground_truth', 10)
         self._collision_pub = self.create_publisher(UInt32, 'sim/collisions', 10)
         self._collisions = 0
+        self._state_stamp = None  # stamp of the current world state (its odometry)
         self._clock_pub = self.create_publisher(Clock, '/clock', 10) \
             if self._publish_clock else None
         self.create_subscription(TwistStamped if stamped else Twist, 'cmd_vel', self._on_cmd,
@@ -137,7 +138,10 @@ class SimNode(Node):
             odom, truth, t = world.odometry(), world.ground_truth(), world.time
             applied = world.last_command
             collisions = world.collisions
-        stamp = self._stamp(t)
+            stamp = self._stamp(t)
+            # A frame rendered from this state is stamped like its odometry: the planner
+            # then finds exactly the capture pose in its history.
+            self._state_stamp = stamp
         self._odom_pub.publish(self._odometry(odom, applied, stamp))
         self._truth_pub.publish(self._odometry(truth, applied, stamp))
         if self._clock_pub is not None:
@@ -165,6 +169,7 @@ class SimNode(Node):
     def _on_camera(self) -> None:
         with self._lock:
             pose, t = self._world.ground_truth(), self._world.time
+            stamp = self._state_stamp if self._state_stamp is not None else self._stamp(t)
             self._frame += 1
             frame = self._frame % 65536
             self._frame_poses[frame] = pose
@@ -173,7 +178,7 @@ class SimNode(Node):
         img = stamp_frame(self._renderer.render(self._world, pose), frame)
         msg = Image(height=img.shape[0], width=img.shape[1], encoding='bgr8',
                     step=img.shape[1] * 3, data=img.tobytes())
-        msg.header.stamp = self._stamp(t)
+        msg.header.stamp = stamp  # the capture time, not the time rendering ended
         msg.header.frame_id = 'camera'
         self._image_pub.publish(msg)
 
