@@ -196,3 +196,26 @@ def test_doctor_all_green_then_one_fault_at_a_time(procs, ros, tmp_path):
     assert _failures(report) == {'model server: health'}, _explain(report)
     assert 'nothing answers' in report['by_name']['model server: health']['message']
     assert report['rc'] == 1
+
+
+def test_doctor_waits_for_sources_discovered_late(procs, ros):
+    """A camera and odometry that appear 2.5 s after the doctor started are still seen.
+
+    DDS may discover one participant seconds after the others; the doctor's listening window
+    (here 1 s) starts once both topics delivered, so a slow discovery is not reported as a
+    missing publisher. CI once failed on exactly that with a fixed window.
+    """
+    sources = Sources(ros)
+
+    def appear() -> None:
+        timer.cancel()
+        sources.set_camera('good')
+        sources.odometry(ReliabilityPolicy.RELIABLE)
+    timer = ros.node.create_timer(2.5, appear)
+    report = _doctor(ros, '--nodes', '', '--vlm-url', 'http://127.0.0.1:9/v1', '--skip-probe',
+                     '--timeout', '1.0', '--discovery-timeout', '8')
+    for topic in ('camera', 'odometry'):
+        check = report['by_name'][f'{topic}: publishing']
+        assert check['verdict'] == 'OK', _explain(report)
+        assert check['details']['messages'] >= 5, _explain(report)  # a whole 1 s window
+    assert report['by_name']['camera: encoding']['verdict'] == 'OK', _explain(report)

@@ -71,8 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='comma-separated node names the stack must have (default: %(default)s;'
                    ' empty: none)')
     p.add_argument('--timeout', type=float, default=3.0,
-                   help='seconds to listen to topics and to wait for the graph and parameter '
-                   'services (default: %(default)s)')
+                   help='seconds to listen to each topic once its first message came, and to '
+                   'wait for parameter services (default: %(default)s)')
+    p.add_argument('--discovery-timeout', type=float, default=6.0,
+                   help='seconds to wait for the stack nodes and for the first camera and '
+                   'odometry messages; DDS may take a few seconds to discover a publisher '
+                   '(default: %(default)s)')
     p.add_argument('--probe-timeout', type=float, default=60.0,
                    help='seconds the probe request may take (default: %(default)s)')
     p.add_argument('--skip-probe', action='store_true',
@@ -251,13 +255,13 @@ class RosProbe:
     # -- graph and parameters
 
     def discover(self) -> None:
-        """Wait (up to --timeout) for the expected nodes, then read their parameters."""
+        """Wait (up to --discovery-timeout) for the expected nodes, then read their parameters."""
         def all_found():
             names = self.node.get_node_names_and_namespaces()
             return all(dc.find_node(n, names) for n in self.expected)
         # A loaded host may take a second or two to discover everyone; missing nodes cost
         # the whole wait.
-        self.spin_for(self.args.timeout, until=all_found)
+        self.spin_for(self.args.discovery_timeout, until=all_found)
         self.rediscover()
 
     def rediscover(self) -> list[str]:
@@ -314,7 +318,13 @@ class RosProbe:
     # -- sampling
 
     def sample(self, camera_topic: str, compressed: bool, odom_topic: str) -> None:
-        """Subscribe (best effort: accepts any publisher) and listen for --timeout seconds."""
+        """Subscribe (best effort: accepts any publisher) and listen to camera and odometry.
+
+        A fresh DDS participant may discover one publisher seconds after the others (a lost
+        announcement is repeated every few seconds), so the --timeout window starts once both
+        topics delivered a message, or at --discovery-timeout for a topic that never does:
+        a silent topic is reported only after that wait.
+        """
         from diagnostic_msgs.msg import DiagnosticArray
         from nav_msgs.msg import Odometry
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -332,6 +342,8 @@ class RosProbe:
         else:
             self.node.create_subscription(Image, camera_topic, self._on_image, any_qos)
         self.node.create_subscription(Odometry, odom_topic, self._on_odom, any_qos)
+        self.spin_for(self.args.discovery_timeout,
+                      until=lambda: bool(self.camera.arrivals and self.odom.arrivals))
         self.spin_for(self.args.timeout)
 
     def _stamp(self, sample: _TopicSample, stamp) -> None:
@@ -413,7 +425,8 @@ def _topic_checks(ros: RosProbe, label: str, topic: str, sample: _TopicSample,
     subs = ros.endpoints(topic, publishers=False)
     clock = 'simulated clock (/clock)' if ros.sim_time and ros.clock_messages else 'wall clock'
     return [
-        dc.check_publishing(label, topic, len(pubs), len(sample.arrivals), ros.args.timeout,
+        dc.check_publishing(label, topic, len(pubs), len(sample.arrivals),
+                            ros.args.discovery_timeout + ros.args.timeout,
                             no_pub_hint),
         content,
         dc.check_rate(label, dc.rate_hz(sample.arrivals), minimum_rate)
@@ -566,8 +579,9 @@ def run_checks(args: argparse.Namespace, thresholds: Thresholds = Thresholds()
 def main(argv: list[str] | None = None) -> int:
     """Run vln_doctor; the exit status is 1 when a check failed."""
     args = build_parser().parse_args(argv)
-    if args.timeout <= 0 or args.probe_timeout <= 0:
-        build_parser().error('--timeout and --probe-timeout must be positive')
+    if args.timeout <= 0 or args.probe_timeout <= 0 or args.discovery_timeout <= 0:
+        build_parser().error('--timeout, --discovery-timeout and --probe-timeout must be '
+                             'positive')
     results = run_checks(args)
     if args.json:
         print(json.dumps(dc.report(results), indent=2))

@@ -173,7 +173,9 @@ class ProcessGroup:
         parts = []
         for proc in self.procs:
             if names is None or proc.name in names:
-                parts.append(f'----- {proc.name} -----\n{proc.output()[-tail:]}')
+                rc = proc.proc.poll()
+                state = 'running' if rc is None else f'exited with {rc}'
+                parts.append(f'----- {proc.name} ({state}) -----\n{proc.output()[-tail:]}')
         return '\n'.join(parts)
 
 
