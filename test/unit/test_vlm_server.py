@@ -389,6 +389,23 @@ def test_timeout_fault_makes_client_timeout_and_counts_cancel(srv):
     assert seen['by_fault']['timeout'] == 1 and seen['in_flight'] == 0
 
 
+def test_client_gone_while_sending_the_body_counts_a_cancel(srv):
+    """A request cancelled mid-upload (a task switch) is a cancel, not a server traceback."""
+    import socket
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(srv.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(f'POST {url.path}/chat/completions HTTP/1.1\r\nHost: x\r\n'
+                     'Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n'
+                     '{"model": '.encode())
+        time.sleep(0.2)
+    wait_for(lambda: stats(srv)['cancelled'] == 1, what='cancel counted')
+    seen = stats(srv)
+    assert seen['in_flight'] == 0 and seen['errors'] == 0
+    assert client(srv).chat.completions.create(model=MODEL, messages=messages('go'))
+
+
 def test_garbage_fault_is_unparseable(srv):
     configure(srv, garbage_rate=1.0)
     api = client(srv)

@@ -41,6 +41,7 @@ import cv2
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 import numpy as np
+from starlette.requests import ClientDisconnect
 import uvicorn
 
 from vln_ros.tools.net import bind_socket, url_of
@@ -695,6 +696,9 @@ def create_app(config: ServerConfig | None = None,
         except ApiError as exc:
             state.count_status(exc.status)
             return error_response(exc.status, exc.message)
+        except ClientDisconnect:  # a cancelled request: nobody is left to answer
+            stats['cancelled'] += 1
+            return Response(status_code=499)
 
         stats['last_instruction'] = chat.answer_request.instruction
         stats['instructions'].append(chat.answer_request.instruction)
