@@ -18,7 +18,6 @@ import asyncio
 import base64
 import json
 import pathlib
-import re
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ try:
 except ImportError:  # run from a source checkout without an installed package
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from vln_ros.tools.processes import ProcessGroup, wait_until  # noqa: E402
+from vln_ros.tools.processes import ProcessGroup, wait_for_health  # noqa: E402
 
 MODES = {'short': {'sequential': 500, 'concurrent_s': 8.0},
          'long': {'sequential': 5000, 'concurrent_s': 60.0}}
@@ -69,18 +68,9 @@ def start_graph(group: ProcessGroup) -> str:
     group.start_node('task_node', params={'db_path': ':memory:'})
     group.start_node('perception_node', params={'vlm.base_url': url,
                                                 'image_transport': 'compressed'})
-    proc = group.start_node('vln_bridge', module='vln_ros.bridge.main', params={
-        'port': 0, 'vlm.base_url': url, 'frame_rate_limit': 0.0})
-    out = proc.wait_for_output('vln bridge listening on', timeout=60)
-    bridge = re.search(r'vln bridge listening on (http://\S+)', out).group(1)
-
-    def ready():
-        try:
-            health = httpx.get(f'{bridge}/health', timeout=2).json()
-        except httpx.HTTPError:
-            return False
-        return health['ros']['task_node'] and health['ros']['perception_node']
-    wait_until(ready, 60, period=0.2)
+    bridge = group.start_bridge(**{'vlm.base_url': url, 'frame_rate_limit': 0.0})
+    wait_for_health(bridge, lambda body: body['ros']['task_node'] and body['ros'][
+        'perception_node'])
     return bridge
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
 import signal
 import time
 
@@ -23,6 +22,7 @@ import pytest
 import websockets
 
 from test.harness import ProcessGroup, wait_until
+from vln_ros.tools.processes import wait_for_health
 
 MAX_BODY = 2 * 1024 * 1024
 SYNC_TIMEOUT = 8.0  # above the model latency (0.3-0.8 s) plus start-up on a loaded 2-core box
@@ -42,11 +42,8 @@ def _b64(data: bytes) -> str:
 
 
 def _bridge(group: ProcessGroup, name: str, url: str, **params) -> str:
-    proc = group.start_node('vln_bridge', name=name, module='vln_ros.bridge.main', params={
-        'port': 0, 'vlm.base_url': url, 'max_body_bytes': MAX_BODY,
-        'sync_timeout': SYNC_TIMEOUT, **params})
-    out = proc.wait_for_output('vln bridge listening on', timeout=60)
-    return re.search(r'vln bridge listening on (http://\S+)', out).group(1)
+    return group.start_bridge(name, **{'vlm.base_url': url, 'max_body_bytes': MAX_BODY,
+                                       'sync_timeout': SYNC_TIMEOUT, **params})
 
 
 @pytest.fixture(scope='module')
@@ -63,15 +60,8 @@ def stack(tmp_path_factory):
         bridge = _bridge(group, 'vln_bridge', url, frame_rate_limit=0.0)
         secured = _bridge(group, 'vln_bridge_secured', url, api_key=API_KEY,
                           frame_rate_limit=5.0, frame_burst=5.0)
-
-        def ready():
-            try:
-                body = httpx.get(f'{bridge}/health', timeout=2).json()
-            except httpx.HTTPError:
-                return None
-            ok = body['status'] == 'ok' and body['ros']['perception_node']
-            return body if ok and '/planner_node' in body['ros']['nodes'] else None
-        wait_until(ready, 60, period=0.2)
+        wait_for_health(bridge, lambda body: body['status'] == 'ok' and body['ros'][
+            'perception_node'] and '/planner_node' in body['ros']['nodes'])
         yield {'url': bridge, 'secured': secured, 'vlm': url, 'group': group}
     finally:
         group.stop_all()
@@ -441,12 +431,10 @@ def test_raw_frames_and_a_clean_exit_on_sigterm(stack, tmp_path, ros):
     from vln_ros.nodes.ros_common import SENSOR_QOS
     images = ros.collect(Image, 'camera/image_raw', SENSOR_QOS)
     group = ProcessGroup(tmp_path)
-    proc = group.start_node('vln_bridge', name='vln_bridge_raw', module='vln_ros.bridge.main',
-                            params={'port': 0, 'vlm.base_url': stack['vlm'],
-                                    'frame_topic_type': 'both'})
     try:
-        out = proc.wait_for_output('vln bridge listening on', timeout=60)
-        url = re.search(r'vln bridge listening on (http://\S+)', out).group(1)
+        url = group.start_bridge('vln_bridge_raw', **{'vlm.base_url': stack['vlm'],
+                                                      'frame_topic_type': 'both'})
+        proc = group.procs[-1]
         with httpx.Client(base_url=url, timeout=20) as c:
             # A freshly started bridge may not have discovered the task service yet (503).
             wait_until(lambda: c.get('/health').json()['ros'].get('task_node'), 30)

@@ -9,14 +9,14 @@ come from VLN_FUZZ_EXAMPLES (default 300, split between the two modes).
 from __future__ import annotations
 
 import os
-import re
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 import pytest
 import requests
 
-from test.harness import ProcessGroup, wait_until
+from test.harness import ProcessGroup
+from vln_ros.tools.processes import wait_for_health
 
 schemathesis = pytest.importorskip('schemathesis')
 from schemathesis import GenerationMode  # noqa: E402
@@ -32,18 +32,9 @@ def bridge(tmp_path_factory):
     try:
         url = group.start_vlm_server()
         group.start_node('task_node', params={'db_path': ':memory:', 'max_tasks': 50})
-        proc = group.start_node('vln_bridge', module='vln_ros.bridge.main', params={
-            'port': 0, 'vlm.base_url': url, 'frame_rate_limit': 0.0, 'sync_timeout': 0.5,
-            'max_body_bytes': 1024 * 1024})
-        out = proc.wait_for_output('vln bridge listening on', timeout=60)
-        base = re.search(r'vln bridge listening on (http://\S+)', out).group(1)
-
-        def task_node_seen():
-            try:
-                return requests.get(f'{base}/health', timeout=2).json()['ros']['task_node']
-            except requests.RequestException:
-                return False
-        wait_until(task_node_seen, 60, period=0.2)
+        base = group.start_bridge(**{'vlm.base_url': url, 'frame_rate_limit': 0.0,
+                                     'sync_timeout': 0.5, 'max_body_bytes': 1024 * 1024})
+        wait_for_health(base, lambda body: body['ros']['task_node'])
         yield base, group
     finally:
         group.stop_all()

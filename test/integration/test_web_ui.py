@@ -26,19 +26,13 @@ import websockets
 
 from test.harness import ProcessGroup, wait_until
 from vln_ros.nodes.ros_common import SENSOR_QOS
+from vln_ros.tools.processes import wait_for_health
 
 CHROMIUM = os.environ.get('VLN_CHROMIUM', '/usr/bin/chromium')
 CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking',
                  '--disable-component-update', '--disable-sync', '--no-first-run',
                  '--disable-quic']
 API_KEY = 'ui-test-key'
-
-
-def _start_bridge(group: ProcessGroup, name: str, **params) -> str:
-    proc = group.start_node('vln_bridge', name=name, module='vln_ros.bridge.main',
-                            params={'port': 0, **params})
-    out = proc.wait_for_output('vln bridge listening on', timeout=60)
-    return re.search(r'vln bridge listening on (http://\S+)', out).group(1)
 
 
 @pytest.fixture(scope='module')
@@ -56,15 +50,9 @@ def stack(tmp_path_factory):
             'keyframe_max_interval': 1.0})
         group.start_node('planner_node', params={'result_timeout': 5.0,
                                                  'expected_latency': 0.75})
-        url = _start_bridge(group, 'vln_bridge', **{'vlm.base_url': oracle})
-
-        def ready():
-            try:
-                ros = httpx.get(f'{url}/health', timeout=2).json()['ros']
-            except httpx.HTTPError:
-                return False
-            return ros['task_node'] and ros['planner_node'] and '/perception_node' in ros['nodes']
-        wait_until(ready, 60, period=0.2)
+        url = group.start_bridge('vln_bridge', **{'vlm.base_url': oracle})
+        wait_for_health(url, lambda body: body['ros']['task_node'] and body['ros'][
+            'planner_node'] and '/perception_node' in body['ros']['nodes'])
         yield {'url': url, 'group': group}
     finally:
         group.stop_all()
@@ -311,7 +299,7 @@ def test_cmd_vel_and_estop_endpoints(client):
 
 
 def test_ui_files_are_open_but_the_api_needs_the_key(procs):
-    url = _start_bridge(procs, 'vln_bridge_keyed', api_key=API_KEY)
+    url = procs.start_bridge('vln_bridge_keyed', api_key=API_KEY)
     with httpx.Client(base_url=url, timeout=10) as c:
         assert c.get('/ui', follow_redirects=True).text.count('ui.js') == 1
         for path in ('/ui/', '/ui/index.html', '/ui/ui.js', '/ui/ui.css'):

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 import pytest
 
+from test.unit.kinematics import unicycle
 from vln_ros.core.geometry import (
     Pose2D,
     integrate_twist,
@@ -123,23 +124,12 @@ def test_interpolate_pose_takes_the_shortest_arc():
     assert abs(abs(mid.yaw) - math.pi) < 1e-9
 
 
-def euler_integrate(pose, vx, vy, wz, dt, n=20000):
-    x, y, th = pose.x, pose.y, pose.yaw
-    h = dt / n
-    for _ in range(n):
-        mid = th + 0.5 * wz * h
-        x += (vx * math.cos(mid) - vy * math.sin(mid)) * h
-        y += (vx * math.sin(mid) + vy * math.cos(mid)) * h
-        th += wz * h
-    return Pose2D(x, y, th)
-
-
 @pytest.mark.parametrize('twist', [(0.5, 0.0, 0.8), (0.3, 0.2, -1.1), (0.4, -0.1, 0.0),
                                    (0.0, 0.0, 0.7), (0.2, 0.0, 1e-12)])
 def test_integrate_twist_matches_fine_numerical_integration(twist):
     start = Pose2D(1.0, -2.0, 0.4)
     exact = integrate_twist(start, *twist, 1.5)
-    assert_pose_close(exact, euler_integrate(start, *twist, 1.5), 1e-7)
+    assert_pose_close(exact, unicycle(start, *twist, 1.5, substeps=20000), 1e-7)
 
 
 def test_integrate_twist_full_circle_returns_to_start():

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -511,12 +512,25 @@ def test_api_key_on_thread_server():
         assert httpx.get(f'{running.root_url}/health', timeout=5).status_code == 200
 
 
-def test_cli_port_zero_startup_delay_and_clean_exit():
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'vln_ros.sim.vlm_server', '--port', '0', '--model-name', MODEL,
-         '--startup-delay', '1.5', '--api-key', 'k', '--seed', '1'],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@contextlib.contextmanager
+def cli_server(*args: str):
+    """The server's command line as a child process, killed if a test leaves it running."""
+    process = subprocess.Popen([sys.executable, '-m', 'vln_ros.sim.vlm_server', *args],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_cli_port_zero_startup_delay_and_clean_exit():
+    with cli_server('--port', '0', '--model-name', MODEL, '--startup-delay', '1.5',
+                    '--api-key', 'k', '--seed', '1') as process:
         line = read_line(process, timeout=15.0)
         prefix = 'vlm test server listening on '
         assert line.startswith(prefix), line
@@ -539,26 +553,11 @@ def test_cli_port_zero_startup_delay_and_clean_exit():
 
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
-        process.stdout.close()
-        process.stderr.close()
 
 
 def test_cli_exits_cleanly_on_sigint():
-    process = subprocess.Popen(
-        [sys.executable, '-m', 'vln_ros.sim.vlm_server', '--port', '0'],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with cli_server('--port', '0') as process:
         line = read_line(process, timeout=15.0)
         assert 'listening on http://127.0.0.1:' in line
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=10) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=5)
-        process.stdout.close()
-        process.stderr.close()

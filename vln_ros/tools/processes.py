@@ -39,6 +39,22 @@ def wait_until(predicate: Callable[[], object], timeout: float, period: float = 
             time.sleep(min(period, remaining))
 
 
+def wait_for_health(url: str, ready: Callable[[dict], object], timeout: float = 60.0) -> dict:
+    """Poll a server's /health until ready(body) holds; return that body.
+
+    A server that does not answer yet, or answers without JSON, counts as not ready.
+    """
+    import httpx
+
+    def poll():
+        try:
+            body = httpx.get(f'{url}/health', timeout=2).json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return body if ready(body) else None
+    return wait_until(poll, timeout, period=0.2)
+
+
 def _die_with_parent() -> None:
     """Ask the kernel to SIGKILL this child when the test process dies."""
     try:
@@ -155,6 +171,13 @@ class ProcessGroup:
                                  *args])
         out = proc.wait_for_output('listening on', timeout=30)
         return re.search(r'listening on (http://\S+)', out).group(1)
+
+    def start_bridge(self, name: str = 'vln_bridge', **params) -> str:
+        """Start the REST bridge node on a free port (params override); return its URL."""
+        proc = self.start_node('vln_bridge', name=name, module='vln_ros.bridge.main',
+                               params={'port': 0, **params})
+        out = proc.wait_for_output('vln bridge listening on', timeout=60)
+        return re.search(r'vln bridge listening on (http://\S+)', out).group(1)
 
     def write_params(self, node_name: str, params: dict) -> str:
         """Write a ROS 2 params YAML for one node (nested dicts become dotted names)."""
