@@ -17,8 +17,10 @@ def main() -> int:
     count = int(sys.argv[1])
     rclpy.init()
     node = rclpy.create_node('bag_publisher')
-    odom_pub = node.create_publisher(Odometry, 'odom', 10)
-    result_pub = node.create_publisher(NavigationResult, 'vln/result', 10)
+    # History for every message: the recorder's reader may match this writer a little after
+    # this writer matched it, and must still get the first messages.
+    odom_pub = node.create_publisher(Odometry, 'odom', count)
+    result_pub = node.create_publisher(NavigationResult, 'vln/result', count)
     deadline = time.monotonic() + 20.0
     while odom_pub.get_subscription_count() < 1 or result_pub.get_subscription_count() < 1:
         if time.monotonic() > deadline:

@@ -23,15 +23,16 @@ def test_record_topics_of_another_process_into_an_mcap_bag(procs, tmp_path):
     from vln_ros.tools.bag_store import make_typestore
 
     out = tmp_path / 'recorded'
-    recorder = procs.start('recorder', _bag_cmd('record', '-o', str(out), '/odom', 'vln/result'))
-    recorder.wait_for_output('recording to', timeout=20)
     count = 40
+    # The recorder stops by itself once it has written every message (--max-messages).
+    recorder = procs.start('recorder', _bag_cmd('record', '-o', str(out), '/odom', 'vln/result',
+                                                '--max-messages', str(2 * count)))
+    recorder.wait_for_output('recording to', timeout=20)
     publisher = procs.start('publisher', [sys.executable, '-m', 'test.integration.bag_publisher',
                                           str(count)])
     publisher.wait_for_output(f'published {count}', timeout=30)
     assert publisher.proc.wait(10) == 0
-    # Both topics subscribed and every message written before the recorder is stopped.
-    assert recorder.stop() == 0, recorder.output()
+    assert recorder.proc.wait(20) == 0, recorder.output()
     out_text = recorder.output()
     assert 'recording /odom [nav_msgs/msg/Odometry]' in out_text
     assert f'recorded {2 * count} messages' in out_text, out_text

@@ -62,6 +62,7 @@ def stack(tmp_path_factory):
                           frame_rate_limit=5.0, frame_burst=5.0)
         wait_for_health(bridge, lambda body: body['status'] == 'ok' and body['ros'][
             'perception_node'] and '/planner_node' in body['ros']['nodes'])
+        wait_for_health(secured, lambda body: body['ros']['task_node'])
         yield {'url': bridge, 'secured': secured, 'vlm': url, 'group': group}
     finally:
         group.stop_all()
@@ -269,13 +270,14 @@ def test_websocket_stream_frames_in_results_out(client, stack):
                 try:
                     while True:
                         item = json.loads(await asyncio.wait_for(ws.recv(), 0.15))
-                        (got if item['type'] == 'result' else errors).append(item)
+                        if item['type'] in ('result', 'error'):
+                            (got if item['type'] == 'result' else errors).append(item)
                 except asyncio.TimeoutError:
                     pass
             client.post(f'/vln/task/{task_id}/stop')
             while True:  # the stop is pushed too
                 item = json.loads(await asyncio.wait_for(ws.recv(), 10))
-                if item['type'] == 'task_state':
+                if item['type'] == 'task_state' and item['status'] != 'active':
                     return got, errors, item
 
     got, errors, state = asyncio.run(session())
@@ -394,16 +396,21 @@ def test_api_key_is_required_except_on_health(stack):
 
 def test_frame_rate_is_limited_per_client(stack):
     headers = {'Authorization': f'Bearer {API_KEY}'}
+    frames = [_b64(_jpeg(0)), _b64(_jpeg(1))]
     with httpx.Client(base_url=stack['secured'], headers=headers, timeout=10) as c:
         task_id = _create(c, 'go forward')
         codes = []
+        started = time.monotonic()
         for i in range(15):
-            r = c.post('/vln/frame', json={'task_id': task_id, 'frame': _b64(_jpeg(i % 2))})
+            r = c.post('/vln/frame', json={'task_id': task_id, 'frame': frames[i % 2]})
             codes.append(r.status_code)
             if r.status_code == 429:
                 assert int(r.headers['retry-after']) >= 1
                 assert 'frame_rate_limit' in r.json()['error']['message']
-        assert 5 <= codes.count(200) <= 8 and codes.count(429) >= 7, codes
+        # A burst of 5, then 5 frames/s: what a slow (loaded) client may send meanwhile.
+        allowed = 5 + int(5.0 * (time.monotonic() - started)) + 1
+        assert 5 <= codes.count(200) <= allowed and codes.count(429) >= 15 - allowed, codes
+        assert allowed < 15, 'too slow to measure the limit'
         time.sleep(0.5)  # the bucket refills at 5 frames/s
         r = c.post('/vln/frame', json={'task_id': task_id, 'frame': _b64(_jpeg())})
         assert r.status_code == 200

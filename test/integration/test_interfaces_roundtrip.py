@@ -68,5 +68,7 @@ def test_every_interface_roundtrips_between_processes(procs, ros):
     result = result_future.result().result
     assert result.state.status == TaskState.STATUS_COMPLETED
     assert result.state.instruction == 'find the door'
-    assert [f.result.sequence for f in feedback] == [0, 1]
+    # The feedback writer may match this client a moment after the goal was accepted, so the
+    # first feedback can be lost; the ones that arrive are in order and end with the last.
+    assert [f.result.sequence for f in feedback] in ([0, 1], [1]), feedback
     assert all(f.result.task_id == 'find the door' for f in feedback)

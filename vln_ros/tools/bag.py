@@ -190,8 +190,10 @@ def play(args: argparse.Namespace) -> int:
     publishers, classes = {}, {}
     for topic, (msgtype, reliable, transient) in topics.items():
         classes[topic] = message_class(msgtype)
+        # Reliable topics keep 100 messages, so a reader that matches a moment after this
+        # writer matched it still gets the first ones (odometry at 50 Hz: 2 s).
         qos = QoSProfile(
-            depth=10,
+            depth=100 if reliable else 10,
             reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
             durability=DurabilityPolicy.TRANSIENT_LOCAL if transient
             else DurabilityPolicy.VOLATILE)

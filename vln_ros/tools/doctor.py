@@ -283,7 +283,7 @@ class RosProbe:
             fqn = self.found[name]
             wanted = list(NODE_PARAMS.get(name, ('use_sim_time',)))
             client = AsyncParameterClient(self.node, fqn)
-            if not client.wait_for_services(timeout_sec=min(self.args.timeout, 2.0)):
+            if not client.wait_for_services(timeout_sec=self.args.discovery_timeout):
                 continue
             pending[name] = (wanted, client.get_parameters(wanted))
         self.spin_for(self.args.timeout, until=lambda: all(f.done() for _, f in
