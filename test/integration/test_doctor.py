@@ -128,9 +128,13 @@ def test_doctor_all_green_then_one_fault_at_a_time(procs, ros, tmp_path):
     url, sim = _start_stack(procs, tmp_path)
     root = url.removesuffix('/v1')
 
-    # 1. The whole stack: every check green, exit status 0.
+    # 1. The whole stack: every check green, exit status 0. Rates and stamp ages may WARN on
+    # a starved machine (the thresholds are for a robot), but never fail.
     report = _doctor(ros)
-    assert report['rc'] == 0 and all(c['verdict'] == 'OK' for c in report['checks']), \
+    timing = {'camera: rate', 'camera: stamps', 'odometry: rate', 'odometry: stamps',
+              'clock: camera vs odometry'}
+    assert report['rc'] == 0 and not _failures(report), _explain(report)
+    assert all(c['verdict'] == 'OK' for c in report['checks'] if c['name'] not in timing), \
         _explain(report)
     checks = report['by_name']
     assert checks['camera: encoding']['message'] == 'bgr8'
