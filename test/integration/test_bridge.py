@@ -288,6 +288,55 @@ def test_websocket_stream_frames_in_results_out(client, stack):
     assert state['status'] == 'stopped' and state['task_id'] == task_id
 
 
+def test_debug_image_that_overtakes_its_result_is_streamed_with_it(client, stack, ros):
+    """vln/debug_image and vln/result are two topics: the image may arrive first.
+
+    It is streamed once its result names the task and sequence, never as sequence 0.
+    """
+    from sensor_msgs.msg import Image
+    from vln_ros_interfaces.msg import NavigationResult
+
+    from vln_ros.nodes.ros_common import RELIABLE_QOS, sec_to_stamp
+
+    task_id = _create(client, 'turn left here', enable_visualization=True)
+    debug_pub = ros.node.create_publisher(Image, 'vln/debug_image', 2)
+    result_pub = ros.node.create_publisher(NavigationResult, 'vln/result', RELIABLE_QOS)
+
+    def bridge_listens(topic):
+        return any(i.node_name == 'vln_bridge'
+                   for i in ros.node.get_subscriptions_info_by_topic(topic))
+    ros.wait_until(lambda: bridge_listens('/vln/debug_image') and bridge_listens('/vln/result'),
+                   10)
+    stamp = sec_to_stamp(time.time())
+    image = Image(height=4, width=4, encoding='bgr8', step=12, data=bytes(48))
+    image.header.stamp = stamp
+    result = NavigationResult(task_id=task_id, sequence=77, action='turn_left',
+                              status=NavigationResult.STATUS_OK)
+    result.header.stamp = stamp
+    url = stack['url'].replace('http', 'ws') + f'/vln/stream/{task_id}?debug_images=true'
+
+    async def session():
+        async with websockets.connect(url, max_size=2**24) as ws:
+            await ws.send('{broken json')  # its answer: the stream is registered
+            while json.loads(await asyncio.wait_for(ws.recv(), 10))['type'] != 'error':
+                pass
+            debug_pub.publish(image)
+            await asyncio.sleep(0.5)  # the image is at the bridge before its result
+            result_pub.publish(result)
+            items = []
+            while not {'result', 'debug_image'} <= {i['type'] for i in items}:
+                item = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if item.get('sequence') == 77:
+                    items.append(item)
+            return items
+
+    items = asyncio.run(session())
+    debug = next(i for i in items if i['type'] == 'debug_image')
+    assert debug['task_id'] == task_id and debug['sequence'] == 77
+    assert debug['stamp'] == pytest.approx(stamp.sec + stamp.nanosec * 1e-9)
+    client.post(f'/vln/task/{task_id}/stop')
+
+
 def test_websocket_for_unknown_or_inactive_task_is_closed_with_a_reason(stack):
     base = stack['url'].replace('http://', 'ws://')
 

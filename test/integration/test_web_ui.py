@@ -223,14 +223,23 @@ def test_video_source_publishes_on_the_camera_topic_at_its_rate(client, ros, tmp
     assert r.json()['source'] == 'upload: up.avi' and r.json()['width'] == 160
     ros.wait_until(lambda: len(frames) >= 20, 10)
     stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in frames[-20:]]
-    rate = 19 / (stamps[-1] - stamps[0])
-    assert 15.0 < rate < 35.0, rate
+    # From the median interval: one stall of a loaded machine does not change the rate.
+    rate = 1.0 / float(np.median(np.diff(stamps)))
+    assert 15.0 < rate < 35.0, (rate, np.diff(stamps))
     assert all(m.format == 'jpeg' and bytes(m.data[:2]) == b'\xff\xd8' for m in frames)
 
     assert client.post('/vln/source/pause').json()['state'] == 'paused'
-    ros.spin_for(0.2)
+    # Frames already on their way may still arrive: wait for 0.4 s without one, then none
+    # may come for another second.
+    last = [len(frames), time.monotonic()]
+
+    def quiet():
+        if len(frames) != last[0]:
+            last[:] = [len(frames), time.monotonic()]
+        return time.monotonic() - last[1] > 0.4
+    ros.wait_until(quiet, 5)
     held = len(frames)
-    ros.spin_for(0.5)
+    ros.spin_for(1.0)
     assert len(frames) == held
     assert client.post('/vln/source/resume').json()['state'] == 'playing'
     ros.wait_until(lambda: len(frames) >= held + 5, 5)

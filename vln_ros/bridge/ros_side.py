@@ -180,6 +180,8 @@ class BridgeNode(Node):
         # Keyframe stamp -> (task id, sequence): a debug image carries the stamp of its result.
         self._result_keys: _Bounded = _Bounded(64)
         self._latest_debug: _Bounded = _Bounded(16)  # task id -> debug_image stream item
+        # Debug images that overtook their result (two topics, two callback groups), by stamp.
+        self._debug_pending: _Bounded = _Bounded(16)
         self._cmd_vel: deque[tuple[float, float, float, float]] = deque(
             maxlen=_CMD_VEL_MAX_SAMPLES)
         self._estop = {'engaged': None, 'success': False, 'message': 'not set through this '
@@ -229,10 +231,23 @@ class BridgeNode(Node):
 
     def _on_result(self, msg: NavigationResult) -> None:
         result = result_dict(msg)
+        stamp_ns = result['stamp_ns']
         with self._lock:
             self._latest[msg.task_id] = result
-            self._result_keys[result['stamp_ns']] = (msg.task_id, result['sequence'])
+            self._result_keys[stamp_ns] = (msg.task_id, result['sequence'])
+            encoded = self._debug_pending.pop(stamp_ns, None)
+            item = None if encoded is None else self._debug_item(
+                stamp_ns, encoded, msg.task_id, result['sequence'])
         self._hand_over(self._dispatch_result, result)
+        if item is not None:
+            self._hand_over(self._dispatch_debug, stamp_ns, encoded, item)
+
+    def _debug_item(self, stamp_ns: int, encoded: str, task_id: str, sequence: int) -> dict:
+        """The stream item of a debug image, remembered as its task's latest (lock held)."""
+        item = {'type': 'debug_image', 'task_id': task_id, 'sequence': sequence,
+                'stamp': stamp_ns * 1e-9, 'jpeg': encoded}
+        self._latest_debug[task_id] = item
+        return item
 
     def _on_task_state(self, msg: TaskState) -> None:
         if not msg.task_id:
@@ -260,13 +275,12 @@ class BridgeNode(Node):
         encoded = base64.b64encode(jpeg.tobytes()).decode('ascii')
         with self._lock:
             self._debug.append((stamp_ns, encoded))
-            # The image follows its result; without one, it belongs to the active task.
-            task_id, sequence = self._result_keys.get(stamp_ns) or (
-                self._active['task_id'] if self._active else '', 0)
-            item = {'type': 'debug_image', 'task_id': task_id, 'sequence': sequence,
-                    'stamp': stamp_ns * 1e-9, 'jpeg': encoded}
-            if task_id:
-                self._latest_debug[task_id] = item
+            key = self._result_keys.get(stamp_ns)
+            if key is None:  # streamed when its result names the task and sequence
+                self._debug_pending[stamp_ns] = encoded
+                item = None
+            else:
+                item = self._debug_item(stamp_ns, encoded, *key)
         self._hand_over(self._dispatch_debug, stamp_ns, encoded, item)
 
     def _drop_idle_cmd_vel(self) -> None:
@@ -313,10 +327,12 @@ class BridgeNode(Node):
         item = {k: v for k, v in state.items() if k != 'visualize'}
         self._feed(state['task_id'], {'type': 'task_state', **item})
 
-    def _dispatch_debug(self, stamp_ns: int, encoded: str, item: dict) -> None:
+    def _dispatch_debug(self, stamp_ns: int, encoded: str, item: dict | None) -> None:
         for future in self._debug_waiters.pop(stamp_ns, ()):
             if not future.done():
                 future.set_result(encoded)
+        if item is None:
+            return
         for queue in self._streams.get(item['task_id'], ()):
             if queue in self._debug_streams:
                 if queue.full():
