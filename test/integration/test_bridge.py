@@ -377,19 +377,26 @@ def test_openai_client_works_through_the_bridge(stack):
             {'type': 'image_url', 'image_url': {'url': 'data:image/jpeg;base64,AAAA'}}]}])
 
 
-def test_sse_is_passed_through_chunk_by_chunk(client):
+def test_sse_is_passed_through_chunk_by_chunk(client, stack):
     body = {'model': 'Qwen3-VL-32B-Instruct', 'stream': True, 'messages': [
         {'role': 'user', 'content': 'Instruction: go forward'}]}
+    # A 2 s answer: the server spreads its chunks over 1.2 s, far more than a stall of a
+    # loaded test process could hide.
+    config = stack['vlm'].removesuffix('/v1') + '/_test/config'
+    httpx.post(config, json={'latency_min': 2.0, 'latency_max': 2.0}).raise_for_status()
     arrivals = []
-    with client.stream('POST', '/v1/chat/completions', json=body) as r:
-        assert r.status_code == 200
-        assert r.headers['content-type'].startswith('text/event-stream')
-        for line in r.iter_lines():
-            if line.startswith('data: '):
-                arrivals.append((time.monotonic(), line[6:]))
+    try:
+        with client.stream('POST', '/v1/chat/completions', json=body) as r:
+            assert r.status_code == 200
+            assert r.headers['content-type'].startswith('text/event-stream')
+            for line in r.iter_lines():
+                if line.startswith('data: '):
+                    arrivals.append((time.monotonic(), line[6:]))
+    finally:
+        httpx.post(config, json={'latency_min': 0.2, 'latency_max': 0.3}).raise_for_status()
     assert arrivals[-1][1] == '[DONE]' and len(arrivals) >= 4
     # The model server spreads the chunks over its latency; a buffering proxy would not.
-    assert arrivals[-2][0] - arrivals[0][0] > 0.05
+    assert arrivals[-2][0] - arrivals[0][0] > 0.5
     r = client.post('/v1/chat/completions', content=b'{not json')
     assert r.status_code == 400 and r.json()['object'] == 'error'  # LMDeploy's flat shape
 
