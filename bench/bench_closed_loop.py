@@ -15,6 +15,8 @@ import statistics
 import sys
 import tempfile
 
+import yaml
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from vln_ros.tools.processes import reserve_domain_id  # noqa: E402
 
@@ -38,7 +40,17 @@ def main():
     ap.add_argument('--latency', nargs=2, type=float, default=None)
     ap.add_argument('--scenarios', nargs='*', default=None)
     ap.add_argument('--out', default=None)
+    ap.add_argument('--perception', action='append', default=[], metavar='NAME=VALUE',
+                    help='override a perception node parameter (YAML value), e.g. '
+                    'max_inflight=2; repeatable')
+    ap.add_argument('--no-outage', action='store_true', help='skip the model outage run')
     args = ap.parse_args()
+    overrides = {}
+    for item in args.perception:
+        name, sep, value = item.partition('=')
+        if not sep or not name:
+            ap.error(f'--perception wants NAME=VALUE, got {item!r}')
+        overrides[name] = yaml.safe_load(value)
     short = args.mode == 'short'
     seeds = args.seeds or (1 if short else 10)
     latency = tuple(args.latency or ((1.0, 2.0) if short else (5.0, 8.0)))
@@ -47,9 +59,10 @@ def main():
     table = []
     for name in scenarios:
         runs = [run_scenario(name, out / f'{name}-{seed}', latency, seed, write_media=False,
-                             quiet=True) for seed in range(seeds)]
+                             quiet=True, perception_params=overrides) for seed in range(seeds)]
         row = {
             'scenario': name, 'runs': len(runs), 'latency_s': list(latency),
+            **({'perception': overrides} if overrides else {}),
             'success_rate': sum(r['success'] for r in runs) / len(runs),
             'time_to_goal_median_s': median(r['time_to_goal'] for r in runs),
             'moving_while_inferring_median': median(r['moving_while_inferring'] for r in runs),
@@ -61,6 +74,9 @@ def main():
         }
         table.append(row)
         print(json.dumps(row), flush=True)
+    if args.no_outage:
+        (out / 'bench_closed_loop.json').write_text(json.dumps(table, indent=2))
+        return 0
     outage = run_scenario('corridor_door', out / 'outage', latency, 0, write_media=False,
                           quiet=True, time_limit=(12.0 if short else 40.0) + 15.0,
                           outage_at=12.0 if short else 40.0)

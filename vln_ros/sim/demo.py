@@ -166,8 +166,11 @@ def _wait_ready(procs: ProcessGroup, proc, name: str, params: dict) -> None:
 
 def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), seed: int = 0,
                  write_media: bool = True, quiet: bool = False, time_limit: float | None = None,
-                 outage_at: float | None = None) -> dict:
-    """Run one scenario closed loop; return the summary dict (also written as summary.json)."""
+                 outage_at: float | None = None, perception_params: dict | None = None) -> dict:
+    """Run one scenario closed loop; return the summary dict (also written as summary.json).
+
+    perception_params override the perception node's parameters (for experiments).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_shm_zombies()
     scenario = Scenario.load(scenario_name)
@@ -185,7 +188,8 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
         nodes = {
             'task_node': {'db_path': str(out_dir / 'tasks.db'), 'expected_followers': 2},
             'perception_node': {'vlm.base_url': url, 'vlm.timeout': max(30.0, 3 * latency[1]),
-                                'enable_visualization': True, 'keyframe_threshold': 0.1},
+                                'enable_visualization': True, 'keyframe_threshold': 0.1,
+                                **(perception_params or {})},
             'planner_node': {**PLANNER_LIMITS, 'use_stamped_cmd_vel': True,
                              'result_timeout': max(12.0, 1.5 * latency[1]),
                              'expected_latency': (latency[0] + latency[1]) / 2},
