@@ -52,12 +52,12 @@ class RosTestNode:
         """Return a dict, kept current, of follower node -> task id it follows ('' = none)."""
         from std_msgs.msg import String
 
-        from vln_ros.nodes.ros_common import TASK_ACK_QOS, TASK_ACK_TOPIC
+        from vln_ros.nodes.ros_common import TASK_ACK_QOS, TASK_ACK_TOPIC, parse_task_ack
 
         acks: dict[str, str] = {}
 
         def on_ack(msg):
-            node, _, task_id = msg.data.partition('|')
+            node, task_id = parse_task_ack(msg.data)
             acks[node] = task_id
         self.node.create_subscription(String, TASK_ACK_TOPIC, on_ack, TASK_ACK_QOS)
         return acks

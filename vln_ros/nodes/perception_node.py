@@ -43,6 +43,7 @@ from vln_ros.nodes.ros_common import (
     declare,
     run_node,
     stamp_to_sec,
+    task_ack,
 )
 
 
@@ -191,7 +192,7 @@ class PerceptionNode(Node):
         # the lock just released. The scheduler then cancels the old task's requests (outside
         # our lock: it waits for a result being delivered, which needs our lock).
         self._scheduler.set_active_task(active)
-        self._ack_pub.publish(String(data=f'{self.get_fully_qualified_name()}|{active or ""}'))
+        self._ack_pub.publish(String(data=task_ack(self.get_fully_qualified_name(), active)))
         if active:
             self.get_logger().info(f'following task {active}: "{msg.instruction}"')
         else:

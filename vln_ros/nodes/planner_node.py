@@ -32,6 +32,7 @@ from vln_ros.nodes.ros_common import (
     run_node,
     sec_to_stamp,
     stamp_to_sec,
+    task_ack,
 )
 
 STATUS_NAMES = {
@@ -147,7 +148,7 @@ class PlannerNode(Node):
             self._planner.set_active_task(active)
         if changed:
             self.get_logger().info(f'following task {active}' if active else 'no active task')
-        self._ack_pub.publish(String(data=f'{self.get_fully_qualified_name()}|{active or ""}'))
+        self._ack_pub.publish(String(data=task_ack(self.get_fully_qualified_name(), active)))
 
     def _on_result(self, msg: NavigationResult) -> None:
         result = PlannerResult(

@@ -30,6 +30,19 @@ TASK_ACK_TOPIC = 'vln/task_ack'
 TASK_ACK_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
                           reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def task_ack(node_name: str, task_id: str | None) -> str:
+    """The ack text: "<fully qualified node>|<task id it follows, empty for none>"."""
+    return f'{node_name}|{task_id or ""}'
+
+
+def parse_task_ack(text: str) -> tuple[str, str]:
+    """(node, task id) of an ack text; the task id is '' when the node follows none."""
+    node, _, task_id = text.partition('|')
+    return node, task_id
+
+
 # Results and commands: reliable, small queue.
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -34,6 +34,7 @@ from vln_ros.nodes.ros_common import (
     TASK_ACK_QOS,
     TASK_ACK_TOPIC,
     declare,
+    parse_task_ack,
     run_node,
     sec_to_stamp,
     stamp_to_sec,
@@ -166,7 +167,7 @@ class TaskNode(Node):
             self.get_logger().info(f'task {msg.task_id} completed: arrived')
 
     def _on_ack(self, msg: String) -> None:
-        node, _, task_id = msg.data.partition('|')
+        node, task_id = parse_task_ack(msg.data)
         with self._ack_cv:
             self._acks[node] = task_id
             self._ack_cv.notify_all()
