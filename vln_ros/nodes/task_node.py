@@ -11,7 +11,7 @@ import threading
 import time
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
-from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import String
 from vln_ros_interfaces.action import Navigate
@@ -124,8 +124,10 @@ class TaskNode(Node):
         group = ReentrantCallbackGroup()
         self._state_pub = self.create_publisher(TaskState, 'vln/task_state', LATCHED_QOS)
         self._manager.on_change = self._on_change
+        # Results one at a time, in order: on a reentrant group two could run at once and the
+        # older one's frame counters land last (seen in CI) or break the stop streak's order.
         self.create_subscription(NavigationResult, 'vln/result', self._on_result, RELIABLE_QOS,
-                                 callback_group=group)
+                                 callback_group=MutuallyExclusiveCallbackGroup())
         self.create_subscription(String, TASK_ACK_TOPIC, self._on_ack, TASK_ACK_QOS,
                                  callback_group=group)
         self.create_service(CreateTask, 'vln/create_task', self._on_create, callback_group=group)
