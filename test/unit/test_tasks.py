@@ -12,16 +12,17 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 import pytest
 
-from vln_ros.core.tasks import (
+from vln_ros.core.keyframe_archive import KeyframeArchive
+from vln_ros.core.task_records import (
     HistoryEntry,
-    KeyframeArchive,
     TaskConfig,
-    TaskManager,
     TaskRecord,
     TaskStatus,
-    TaskStore,
     new_task_id,
+    task_setting,
 )
+from vln_ros.core.task_store import TaskStore
+from vln_ros.core.tasks import TaskManager
 
 FUZZ_EXAMPLES = int(os.environ.get('VLN_FUZZ_EXAMPLES', '300'))
 
@@ -82,17 +83,26 @@ def test_created_task_ids_are_unique_and_well_formed(manager):
     assert all(re.fullmatch(r'vln_\d+_[0-9a-f]{6}', i) for i in ids)
 
 
-def test_config_from_request_uses_defaults_for_unset_fields():
+def test_config_from_request_zero_or_negative_means_the_node_default():
+    # What a plain `ros2 service call .../CreateTask "{instruction: ...}"` sends: zeros.
     assert TaskConfig.from_request() == TaskConfig()
-    assert TaskConfig.from_request(0.0, -1.0, True) == TaskConfig(enable_visualization=True)
+    assert TaskConfig.from_request(0.0, 0.0, True) == TaskConfig(enable_visualization=True)
     assert TaskConfig.from_request(-3.0, -0.5) == TaskConfig()
-    given = TaskConfig.from_request(5.0, 0.0, False)
-    assert (given.output_fps, given.keyframe_threshold) == (5.0, 0.0)
-    assert given.validate() == ''
+    assert (TaskConfig().output_fps, TaskConfig().keyframe_threshold) == (0.0, 0.0)
+    given = TaskConfig.from_request(5.0, 0.3, False)
+    assert (given.output_fps, given.keyframe_threshold) == (5.0, 0.3)
+    assert given.validate() == '' and TaskConfig().validate() == ''
+
+
+@pytest.mark.parametrize('value, default, expected', [
+    (0.0, 0.2, 0.2), (-1.0, 0.2, 0.2), (0.05, 0.2, 0.05), (1.0, 0.2, 1.0), (0.0, 2.0, 2.0),
+])
+def test_task_setting_rule(value, default, expected):
+    assert task_setting(value, default) == expected
 
 
 @pytest.mark.parametrize('config, field_name', [
-    (TaskConfig(output_fps=0.0), 'output_fps'),
+    (TaskConfig(output_fps=-0.5), 'output_fps'),
     (TaskConfig(output_fps=30.5), 'output_fps'),
     (TaskConfig(output_fps=float('nan')), 'output_fps'),
     (TaskConfig(keyframe_threshold=-0.01), 'keyframe_threshold'),
@@ -108,7 +118,7 @@ def test_config_validate_names_the_bad_field(config, field_name):
 
 def test_config_validate_accepts_bounds():
     assert TaskConfig(output_fps=30.0, keyframe_threshold=1.0).validate() == ''
-    assert TaskConfig(output_fps=0.01, keyframe_threshold=0.0).validate() == ''
+    assert TaskConfig(output_fps=0.01, keyframe_threshold=0.001).validate() == ''
     both = TaskConfig(output_fps=100.0, keyframe_threshold=5.0).validate()
     assert 'output_fps' in both and 'keyframe_threshold' in both
 
@@ -143,7 +153,7 @@ def test_returned_records_are_copies(manager):
     task.config.output_fps = 99.0
     manager.get(task.task_id).instruction = 'changed'
     assert manager.active.status == TaskStatus.ACTIVE
-    assert manager.active.config.output_fps == 2.0
+    assert manager.active.config.output_fps == 0.0
     assert manager.active.instruction == 'go'
 
 
@@ -377,8 +387,52 @@ def test_store_roundtrip_and_upsert(tmp_path):
     assert store.load_tasks() == [record]
     store.close()
     with sqlite3.connect(str(tmp_path / 't.db')) as conn:
-        assert conn.execute('SELECT version FROM schema_version').fetchall() == [(1,)]
+        assert conn.execute('SELECT version FROM schema_version').fetchall() == [(2,)]
         assert conn.execute('PRAGMA journal_mode').fetchone()[0] == 'wal'
+
+
+def test_history_keeps_what_the_live_result_carried(tmp_path):
+    path = str(tmp_path / 't.db')
+    mgr = TaskManager(TaskStore(path), clock=FakeClock())
+    _, task, _ = mgr.create('go')
+    full = HistoryEntry(task.task_id, 1, 12.5, 'forward', 'a corridor', 'ok', 0.9, 5.5,
+                        [(0.5, 0.0, 0.1, 0.9)], frame_id='body', linear_vel=0.4,
+                        angular_vel=-0.1, raw_text='{"action": "forward"}', error='',
+                        frames=30, keyframes=3)
+    mgr.record_result(task.task_id, full, frames=30, keyframes=3)
+    mgr._store.close()
+    assert TaskManager(TaskStore(path), clock=FakeClock()).history(task.task_id) == [full]
+
+
+def test_version_1_database_is_migrated_and_keeps_its_history(tmp_path):
+    path = str(tmp_path / 'old.db')
+    with sqlite3.connect(path) as conn:  # the version 1 layout, as shipped before
+        conn.executescript(
+            'CREATE TABLE schema_version (version INTEGER NOT NULL);'
+            'INSERT INTO schema_version VALUES (1);'
+            'CREATE TABLE tasks (seq INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL'
+            ' UNIQUE, instruction TEXT NOT NULL, status TEXT NOT NULL, created REAL NOT NULL,'
+            ' updated REAL NOT NULL, config TEXT NOT NULL, frames INTEGER NOT NULL,'
+            ' keyframes INTEGER NOT NULL, inferences INTEGER NOT NULL, errors INTEGER NOT NULL,'
+            ' last_action TEXT NOT NULL, last_environment TEXT NOT NULL, message TEXT NOT NULL);'
+            'CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL,'
+            ' sequence INTEGER NOT NULL, stamp REAL NOT NULL, action TEXT NOT NULL,'
+            ' environment TEXT NOT NULL, status TEXT NOT NULL, confidence REAL NOT NULL,'
+            ' inference_time REAL NOT NULL, waypoints TEXT NOT NULL);'
+            "INSERT INTO tasks VALUES (1, 'vln_1_aaaaaa', 'go', 'stopped', 1.0, 2.0,"
+            ' \'{"output_fps": 2.0, "keyframe_threshold": 0.2, "enable_visualization": false}\','
+            " 5, 1, 1, 0, 'forward', 'hall', 'stopped by request');"
+            "INSERT INTO history VALUES (1, 'vln_1_aaaaaa', 1, 1.5, 'forward', 'hall', 'ok',"
+            " 0.8, 6.0, '[[0.5, 0.0, 0.0, 0.8]]');")
+    conn.close()
+    store = TaskStore(path)
+    assert store.warning == ''
+    (old,) = store.history('vln_1_aaaaaa')
+    assert (old.action, old.waypoints, old.raw_text, old.frames) == \
+        ('forward', [(0.5, 0.0, 0.0, 0.8)], '', 0)
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute('SELECT version FROM schema_version').fetchall() == [(2,)]
 
 
 @pytest.mark.parametrize('damage', ['garbage', 'truncated', 'foreign_schema', 'newer_schema'])

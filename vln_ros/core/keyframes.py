@@ -96,18 +96,12 @@ class KeyframeSampler:
     def __init__(self, threshold: float = 0.2, min_interval: float = 0.2,
                  max_interval: float = 10.0,
                  weights: tuple[float, float, float] = (0.4, 0.3, 0.3)) -> None:
-        if not (math.isfinite(min_interval) and min_interval >= 0.0):
-            raise ValueError(f'min_interval must be >= 0, got {min_interval}')
-        if not (max_interval > min_interval):
-            raise ValueError(f'max_interval ({max_interval}) must exceed min_interval '
-                             f'({min_interval}); use math.inf to disable it')
         if len(weights) != 3 or any(not math.isfinite(w) or w < 0 for w in weights) \
                 or sum(weights) <= 0:
             raise ValueError(f'weights must be three non-negative numbers, got {weights}')
         total = float(sum(weights))
         self._weights = tuple(float(w) / total for w in weights)
-        self._min_interval = float(min_interval)
-        self._max_interval = float(max_interval)
+        self.set_intervals(min_interval, max_interval)
         self._threshold = 0.0
         self.threshold = threshold
         self._last: _Features | None = None
@@ -124,6 +118,16 @@ class KeyframeSampler:
         if not (0.0 <= value <= 1.0):
             raise ValueError(f'keyframe threshold must be in 0..1, got {value}')
         self._threshold = value
+
+    def set_intervals(self, min_interval: float, max_interval: float) -> None:
+        """Set the shortest and longest time (s) between keyframes; raises ValueError."""
+        if not (math.isfinite(min_interval) and min_interval >= 0.0):
+            raise ValueError(f'min_interval must be >= 0, got {min_interval}')
+        if not (max_interval > min_interval):
+            raise ValueError(f'max_interval ({max_interval}) must exceed min_interval '
+                             f'({min_interval}); use math.inf to disable it')
+        self._min_interval = float(min_interval)
+        self._max_interval = float(max_interval)
 
     @property
     def last_stamp(self) -> float | None:

@@ -47,6 +47,10 @@ REASONS = (
     'no_pose',
 )
 
+# Approach the goal a little below the braking limit, so the limiter's ramp to zero ends at
+# the goal rather than past it.
+_TRACKER_DECEL = 0.8
+
 # Running means of the model's timing use this many recent results.
 _TIMING_WINDOW = 10
 
@@ -139,7 +143,7 @@ class Command:
 
 def result_velocity(waypoints: Sequence, output_fps: float,
                     limits: Limits) -> tuple[float, float]:
-    """Return (linear, angular) velocity summarising waypoints, as the seed reported it.
+    """Return (linear, angular) velocity summarising waypoints, as the REST API reports it.
 
     linear = mean(dx) * output_fps and angular = mean(dtheta) * output_fps, each
     clamped to its speed limit; (0, 0) for no waypoints or non-finite values.
@@ -168,9 +172,7 @@ class Planner:
         self._reckoner = None if cfg.use_odometry else DeadReckoner(history=self._history)
         self._tracker = PathTracker(
             cfg.lookahead, cfg.goal_tolerance, cfg.yaw_tolerance, cfg.holonomic,
-            # Approach the goal a little below the braking limit, so the limiter's ramp to
-            # zero ends at the goal rather than past it.
-            max_decel=0.8 * cfg.limits.max_linear_acc,
+            max_decel=_TRACKER_DECEL * cfg.limits.max_linear_acc,
         )
         self._limiter = VelocityLimiter(cfg.limits)
         self._active_task: str | None = None
@@ -187,7 +189,7 @@ class Planner:
         self._path: list[Pose2D] = []
         # (stamp, vx, vy, wz) of the commands sent lately, to predict the pose from odometry.
         self._sent: deque[tuple[float, float, float, float]] = deque(
-            maxlen=int(cfg.rate_hz * (cfg.odom_timeout + 0.5)) + 2)
+            maxlen=_sent_length(cfg))
         # Why the last result was not turned into a path (None: it was); for the logs.
         self.last_ignored: str | None = None
 
@@ -246,6 +248,29 @@ class Planner:
         self._tracker.set_path(self._path, start=anchor)
         self._hold_reason = None
         return list(self._path), None
+
+    # Fields that shape the planner's structure (buffers sized by the rate, the pose source,
+    # the tracker's turn-in-place rule): the node declares them read_only.
+    FIXED_FIELDS = ('rate_hz', 'use_odometry', 'history_length', 'holonomic')
+
+    def reconfigure(self, config: PlannerConfig) -> None:
+        """Take a new configuration at once, keeping the path, the pose history and the task.
+
+        Raises ValueError when a field of FIXED_FIELDS differs: those need a restart.
+        """
+        fixed = [name for name in self.FIXED_FIELDS
+                 if getattr(config, name) != getattr(self.config, name)]
+        if fixed:
+            raise ValueError(f'{", ".join(fixed)} cannot change at run time (restart the node)')
+        self.config = config
+        self._history.max_extrapolation = config.max_extrapolation
+        self._limiter.limits = config.limits
+        tracker = self._tracker
+        tracker.lookahead = config.lookahead
+        tracker.goal_tolerance = config.goal_tolerance
+        tracker.yaw_tolerance = config.yaw_tolerance
+        tracker.max_decel = _TRACKER_DECEL * config.limits.max_linear_acc
+        self._sent = deque(self._sent, maxlen=_sent_length(config))
 
     def set_active_task(self, task_id: str | None) -> None:
         """Make ``task_id`` the task whose results are followed (None: no task).
@@ -463,6 +488,11 @@ class _ClampedWaypoint:
         self.dy = _clamp(float(w.dy), *_DY_RANGE)
         self.dtheta = _clamp(float(w.dtheta), *_DTHETA_RANGE)
         self.confidence = _clamp(float(w.confidence), 0.0, 1.0)
+
+
+def _sent_length(cfg: PlannerConfig) -> int:
+    """Commands to remember: enough to predict from the oldest odometry still steered by."""
+    return int(cfg.rate_hz * (cfg.odom_timeout + 0.5)) + 2
 
 
 def _is_stop(waypoints: Sequence) -> bool:

@@ -7,6 +7,7 @@ loop in its own thread, so the executor never waits on the model.
 """
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 import threading
@@ -31,20 +32,32 @@ from vln_ros.core.keyframes import KeyframeSampler
 from vln_ros.core.latency_stats import RollingStats
 from vln_ros.core.parser import ParsedAnswer, parse_answer
 from vln_ros.core.planner import result_velocity
-from vln_ros.core.prompts import GUIDED_MODES, build_messages
-from vln_ros.core.velocity_limits import Limits
+from vln_ros.core.prompts import build_messages
+from vln_ros.core.statuses import answer_status, result_code, result_name
+from vln_ros.core.task_records import task_setting
 from vln_ros.core.vlm_client import VlmClient, VlmConfig, VlmError
+from vln_ros.nodes.camera_mount_source import CameraMountSource
+from vln_ros.nodes.parameters import LiveParameters, declare_all
+from vln_ros.nodes.perception_params import (
+    SPECS,
+    camera_mount,
+    check_intervals,
+    result_limits,
+    vlm_config,
+)
 from vln_ros.nodes.ros_common import (
     LATCHED_QOS,
     RELIABLE_QOS,
     SENSOR_QOS,
     TASK_ACK_QOS,
     TASK_ACK_TOPIC,
-    declare,
     run_node,
     stamp_to_sec,
     task_ack,
 )
+
+# How often a "no camera" / "no model server" warning repeats while it holds (s).
+INPUT_WARN_PERIOD_S = 10.0
 
 
 @dataclass
@@ -55,6 +68,8 @@ class _Task:
     instruction: str
     output_fps: float
     visualize: bool
+    threshold_given: float = 0.0  # as the task asked (0: the node's default)
+    fps_given: float = 0.0
     frames: int = 0
     keyframes: int = 0
     sequence: int = 0
@@ -73,13 +88,7 @@ class _Payload:
 
 def status_of(parsed: ParsedAnswer) -> int:
     """NavigationResult status of a parsed answer."""
-    if parsed.method == 'failed':
-        return NavigationResult.STATUS_VLM_ERROR
-    if parsed.action == 'stop':
-        return NavigationResult.STATUS_STOP
-    if parsed.method == 'json':
-        return NavigationResult.STATUS_OK
-    return NavigationResult.STATUS_FALLBACK
+    return result_code(answer_status(parsed.method, parsed.action))
 
 
 class PerceptionNode(Node):
@@ -87,85 +96,114 @@ class PerceptionNode(Node):
 
     def __init__(self) -> None:
         super().__init__('perception_node')
-        self._vlm_config = VlmConfig(
-            base_url=declare(self, 'vlm.base_url', 'http://127.0.0.1:23333/v1',
-                             'OpenAI-compatible base URL of the model server'),
-            model=declare(self, 'vlm.model', '', 'Model name; empty: ask /v1/models'),
-            api_key=declare(self, 'vlm.api_key', 'none', 'API key of the model server'),
-            timeout=declare(self, 'vlm.timeout', 30.0, 'Request timeout (s)', 0.5, 600.0),
-            max_retries=declare(self, 'vlm.max_retries', 3,
-                                'Retries on connection errors, 429 and 503', 0, 20),
-            guided=declare(self, 'vlm.guided', 'regex',
-                           'Guided decoding: regex (LMDeploy), json_schema or none'),
-            max_tokens=declare(self, 'vlm.max_tokens', 384, 'Answer token budget', 16, 8192),
-            temperature=declare(self, 'vlm.temperature', 0.7, 'Sampling temperature', 0.0, 2.0),
-            top_p=declare(self, 'vlm.top_p', 0.8, 'Nucleus sampling', 0.0, 1.0),
-            top_k=declare(self, 'vlm.top_k', 20, 'Top-k sampling (LMDeploy extra)', 0, 1000),
-            repetition_penalty=declare(self, 'vlm.repetition_penalty', 1.05,
-                                       'Repetition penalty (LMDeploy extra)', 0.5, 2.0),
-            max_pixels=declare(self, 'vlm.max_pixels', 0,
-                               'Ask the server to shrink images to this many pixels (0: off)',
-                               0, 100_000_000),
-        )
-        if self._vlm_config.guided not in GUIDED_MODES:
-            raise ValueError(f'vlm.guided must be one of {GUIDED_MODES}, '
-                             f'got {self._vlm_config.guided!r}')
-        transport = declare(self, 'image_transport', 'raw',
-                            'Camera input: raw (sensor_msgs/Image) or compressed')
-        max_inflight = declare(self, 'max_inflight', 1, 'Model requests at once', 1, 16)
-        self._default_threshold = declare(self, 'keyframe_threshold', 0.2,
-                                          'Frame difference that makes a keyframe (default '
-                                          'for tasks that set none)', 0.0, 1.0)
-        min_interval = declare(self, 'keyframe_min_interval', 0.2,
-                               'No keyframe sooner than this after the last one (s)', 0.0, 60.0)
-        max_interval = declare(self, 'keyframe_max_interval', 10.0,
-                               'A keyframe at least this often, changed or not (s)', 0.1, 600.0)
-        self._long_side = declare(self, 'image_long_side', 640,
-                                  'Long side of the JPEG sent to the model (px)', 64, 4096)
-        self._jpeg_quality = declare(self, 'jpeg_quality', 85, 'JPEG quality', 10, 100)
-        self._history_size = declare(self, 'history_size', 5,
-                                     'Past (environment, action) pairs in the prompt', 0, 20)
-        self._visualize_default = declare(self, 'enable_visualization', False,
-                                          'Publish vln/debug_image for every result')
-        self._base_frame = declare(self, 'base_frame', 'base_link', 'Robot base frame')
-        self._limits = Limits(
-            max_linear_vel=declare(self, 'max_linear_vel', 0.5,
-                                   'Clamp of the result linear_vel field (m/s)', 0.01, 3.0),
-            max_angular_vel=declare(self, 'max_angular_vel', 0.8,
-                                    'Clamp of the result angular_vel field (rad/s)', 0.01, 5.0))
+        values = declare_all(self, SPECS)
+        check_intervals(values)
+        self._vlm_config = vlm_config(values)
+        self._mount_params = camera_mount(values)
+        self._default_threshold = values['keyframe_threshold']
+        self._default_fps = values['output_fps']
+        self._long_side = values['image_long_side']
+        self._jpeg_quality = values['jpeg_quality']
+        self._history_size = values['history_size']
+        self._visualize_default = values['enable_visualization']
+        self._base_frame = values['base_frame']
+        self._limits = result_limits(values)
+        self._input_warn_after = values['input_warn_after']
+        self._window = values['diagnostics_window']
+        transport = values['image_transport']
+        max_inflight = values['max_inflight']
 
         self._lock = threading.Lock()
         self._task: _Task | None = None
-        self._sampler = KeyframeSampler(self._default_threshold, min_interval, max_interval)
+        self._sampler = KeyframeSampler(self._default_threshold,
+                                        values['keyframe_min_interval'],
+                                        values['keyframe_max_interval'])
         self._latency = RollingStats(200)
         self._ingest = RollingStats(300)
         self._counts = dict.fromkeys(('frames', 'frames_no_task', 'bad_frames', 'keyframes',
                                       'results', 'errors', 'stale_discarded'), 0)
+        self._outcomes: deque = deque(maxlen=200)  # (monotonic time, was an error) per result
         self._warned: set[str] = set()
         self._last_error = ''
+        self._started = time.monotonic()
+        self._last_frame: float | None = None  # monotonic time of the last camera frame
+        self._server_state = 'unknown'  # of the last health probe
+        self._probing = False
+        self._server_since = time.monotonic()  # when the probe last found it healthy
 
         self._result_pub = self.create_publisher(NavigationResult, 'vln/result', RELIABLE_QOS)
         self._debug_pub = self.create_publisher(Image, 'vln/debug_image', 2)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._ack_pub = self.create_publisher(String, TASK_ACK_TOPIC, TASK_ACK_QOS)
         if transport == 'compressed':
-            topic = 'camera/image_raw/compressed'
-            self.create_subscription(CompressedImage, topic, self._on_compressed, SENSOR_QOS)
+            sub = self.create_subscription(CompressedImage, 'camera/image_raw/compressed',
+                                           self._on_compressed, SENSOR_QOS)
         elif transport == 'raw':
-            topic = 'camera/image_raw'
-            self.create_subscription(Image, topic, self._on_image, SENSOR_QOS)
+            sub = self.create_subscription(Image, 'camera/image_raw', self._on_image,
+                                           SENSOR_QOS)
         else:
             raise ValueError(f'image_transport must be raw or compressed, got {transport!r}')
+        self._camera_topic = sub.topic_name
         self.create_subscription(TaskState, 'vln/task_state', self._on_task_state, LATCHED_QOS)
+        self._mount = CameraMountSource(self, self._mount_params, values['camera.use_tf'],
+                                        values['camera.base_height'], self._base_frame)
         self.create_timer(1.0, self._publish_diagnostics)
+        self.create_timer(1.0, self._check_inputs)
 
         self._client = VlmClient(self._vlm_config)
         self._scheduler = InferenceScheduler(self._run_job, self._on_job_done, max_inflight)
         self._scheduler.start()
+        LiveParameters(self, [spec.name for spec in SPECS], self._reconfigure)
         self.get_logger().info(
-            f'perception ready: {topic} ({transport}), model server '
+            f'perception ready: {self._camera_topic} ({transport}), model server '
             f'{self._vlm_config.base_url}, guided={self._vlm_config.guided}, '
-            f'max_inflight={max_inflight}; waiting for an active task on vln/task_state')
+            f'max_inflight={max_inflight}, {self._mount.mount.describe()}; waiting for an '
+            'active task on vln/task_state')
+
+    # ------------------------------------------------------------------ parameters
+
+    def _reconfigure(self, values: dict):
+        check_intervals(values)
+        config = vlm_config(values)
+        mount = camera_mount(values)
+        limits = result_limits(values)
+        new_client = config != self._vlm_config
+
+        def apply() -> None:
+            with self._lock:
+                self._default_threshold = values['keyframe_threshold']
+                self._default_fps = values['output_fps']
+                self._sampler.set_intervals(values['keyframe_min_interval'],
+                                            values['keyframe_max_interval'])
+                task = self._task
+                if task is not None:
+                    # A task that named no setting follows the node's default as it changes.
+                    self._sampler.threshold = task_setting(task.threshold_given,
+                                                           self._default_threshold)
+                    task.output_fps = task_setting(task.fps_given, self._default_fps)
+                self._long_side = values['image_long_side']
+                self._jpeg_quality = values['jpeg_quality']
+                self._history_size = values['history_size']
+                self._visualize_default = values['enable_visualization']
+                self._base_frame = values['base_frame']
+                self._limits = limits
+                self._input_warn_after = values['input_warn_after']
+                self._window = values['diagnostics_window']
+            self._mount.configure(mount, values['camera.use_tf'], values['camera.base_height'],
+                                  values['base_frame'])
+            if new_client:
+                self._swap_client(config)
+        return apply
+
+    def _swap_client(self, config: VlmConfig) -> None:
+        """Send the next requests with the new model settings; retire the old client."""
+        old, self._client, self._vlm_config = self._client, VlmClient(config), config
+        self._server_state = 'unknown'
+        loop = self._scheduler.loop
+        if loop is not None:
+            # Requests in flight finish on the old client; close it once they are done.
+            loop.call_soon_threadsafe(lambda: loop.call_later(
+                old.config.timeout + 1.0, lambda: loop.create_task(old.aclose())))
 
     # ------------------------------------------------------------------ task switching
 
@@ -175,14 +213,16 @@ class PerceptionNode(Node):
             if msg.status == TaskState.STATUS_ACTIVE:
                 if msg.task_id == current:
                     return
+                # Zero or negative: the node's default (one rule, core.task_records).
                 threshold = msg.config.keyframe_threshold
-                self._sampler.threshold = threshold if 0.0 <= threshold <= 1.0 \
-                    else self._default_threshold
+                self._sampler.threshold = min(1.0, task_setting(threshold,
+                                                                self._default_threshold))
                 self._sampler.reset()
                 self._task = _Task(
                     task_id=msg.task_id, instruction=msg.instruction,
-                    output_fps=msg.config.output_fps if msg.config.output_fps > 0 else 2.0,
-                    visualize=msg.config.enable_visualization or self._visualize_default)
+                    output_fps=task_setting(msg.config.output_fps, self._default_fps),
+                    visualize=msg.config.enable_visualization or self._visualize_default,
+                    threshold_given=float(threshold), fps_given=float(msg.config.output_fps))
             elif msg.task_id == current or not msg.task_id:
                 self._task = None
             else:
@@ -210,6 +250,7 @@ class PerceptionNode(Node):
 
     def _ingest_frame(self, header, convert) -> None:
         t0 = time.perf_counter()
+        self._last_frame = time.monotonic()
         self._counts['frames'] += 1
         with self._lock:
             task = self._task
@@ -224,6 +265,7 @@ class PerceptionNode(Node):
                 self._warned.add(exc.cause)
                 self.get_logger().warn(f'dropping camera frames: {exc}')
             return
+        self._mount.update_from_frame(header.frame_id)
         with self._lock:
             if self._task is not task:
                 return  # switched while converting
@@ -287,7 +329,9 @@ class PerceptionNode(Node):
             self._result_pub.publish(msg)
             visualize = task.visualize
         self._counts['results'] += 1
-        if msg.status == NavigationResult.STATUS_VLM_ERROR:
+        failed = msg.status == NavigationResult.STATUS_VLM_ERROR
+        self._outcomes.append((time.monotonic(), failed))
+        if failed:
             self._counts['errors'] += 1
             self._last_error = msg.error
             self.get_logger().warn(f'task {job.task_id} keyframe {job.sequence}: {msg.error}',
@@ -300,8 +344,7 @@ class PerceptionNode(Node):
             self._publish_debug(payload, msg)
 
     def _publish_debug(self, payload: _Payload, result: NavigationResult) -> None:
-        status = {NavigationResult.STATUS_OK: 'ok', NavigationResult.STATUS_STOP: 'stop',
-                  NavigationResult.STATUS_FALLBACK: 'fallback'}.get(result.status, 'vlm_error')
+        status = result_name(result.status)
         img = draw_debug_image(payload.image, result.environment or result.error,
                                result.action, result.waypoints, result.linear_vel,
                                result.angular_vel, status)
@@ -327,13 +370,29 @@ class PerceptionNode(Node):
             'model': self._client.model, 'last_error': self._last_error,
         }
 
+    def _recent_errors(self) -> tuple[int, int]:
+        """(errors, results) within the diagnostics window: an outage after a success shows."""
+        since = time.monotonic() - self._window
+        recent = [failed for t, failed in list(self._outcomes) if t >= since]
+        return sum(recent), len(recent)
+
     def _publish_diagnostics(self) -> None:
         stats = self.stats()
         status = DiagnosticStatus(name='vln_ros: perception', hardware_id='vln_ros')
-        recent_error = stats['errors'] and stats['errors'] >= stats['results']
-        status.level = DiagnosticStatus.WARN if recent_error else DiagnosticStatus.OK
-        status.message = (f'model errors: {self._last_error}' if recent_error
-                          else 'ok' if self._task else 'no active task')
+        errors, results = self._recent_errors()
+        problems = []
+        if errors:
+            problems.append(f'model errors: {errors} of {results} results in the last '
+                            f'{self._window:.0f} s ({self._last_error})')
+        if self._server_state not in ('healthy', 'unknown'):
+            problems.append(f'model server {self._vlm_config.base_url} {self._server_state}')
+        if self._camera_silent() is not None:
+            problems.append(f'no camera frames on {self._camera_topic}')
+        status.level = DiagnosticStatus.WARN if problems else DiagnosticStatus.OK
+        status.message = '; '.join(problems) or ('ok' if self._task else 'no active task')
+        stats.update(recent_errors=errors, recent_results=results,
+                     model_server=self._server_state, camera_topic=self._camera_topic,
+                     camera_mount=self._mount.mount.describe())
 
         def fmt(v):
             return 'n/a' if v is None else f'{v:.3f}' if isinstance(v, float) else str(v)
@@ -341,6 +400,49 @@ class PerceptionNode(Node):
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(msg)
+
+    # ------------------------------------------------------------------ missing inputs
+
+    def _camera_silent(self) -> float | None:
+        """Seconds without a camera frame when past input_warn_after, else None."""
+        last = self._last_frame if self._last_frame is not None else self._started
+        silent = time.monotonic() - last
+        return silent if silent >= self._input_warn_after else None
+
+    def _check_inputs(self) -> None:
+        """Say what is missing when a plain launch stands still: the camera, the model."""
+        silent = self._camera_silent()
+        if silent is not None:
+            what = 'no camera frames yet' if self._last_frame is None \
+                else f'no camera frames for {silent:.0f} s'
+            self.get_logger().warn(
+                f'{what} on {self._camera_topic}: is the camera driver running, or does it '
+                'publish elsewhere (launch arguments camera_topic, use_compressed)?',
+                throttle_duration_sec=INPUT_WARN_PERIOD_S)
+        loop = self._scheduler.loop
+        if loop is not None and not self._probing:
+            self._probing = True
+            future = asyncio.run_coroutine_threadsafe(self._client.health(), loop)
+            future.add_done_callback(self._on_health)
+        down = time.monotonic() - self._server_since
+        if self._server_state not in ('healthy', 'unknown') and down >= self._input_warn_after:
+            hint = ('it is still loading the model' if self._server_state == 'initializing'
+                    else 'is LMDeploy running there (launch argument vlm_base_url, or '
+                         'start_lmdeploy:=true)?')
+            self.get_logger().warn(
+                f'model server {self._vlm_config.base_url} {self._server_state} for '
+                f'{down:.0f} s: {hint}', throttle_duration_sec=INPUT_WARN_PERIOD_S)
+
+    def _on_health(self, future) -> None:
+        self._probing = False
+        try:
+            state = future.result()
+        except Exception as exc:  # noqa: BLE001 - a probe must never take the node down
+            state = f'unreachable ({type(exc).__name__})'
+        if state == 'healthy' or self._server_state == 'healthy' or \
+                self._server_state == 'unknown':
+            self._server_since = time.monotonic()
+        self._server_state = state
 
     def close(self) -> None:
         """Cancel requests in flight and close the HTTP client."""

@@ -1,11 +1,11 @@
 """Small rclpy helpers shared by the nodes: QoS profiles, time, parameters, shutdown."""
 from __future__ import annotations
 
-import signal
+import sys
 from typing import Any, Callable
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
+from rclpy.exceptions import NameValidationException, ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.qos import (
     DurabilityPolicy,
@@ -14,6 +14,9 @@ from rclpy.qos import (
     ReliabilityPolicy,
     qos_profile_sensor_data,
 )
+
+from vln_ros.nodes.parameters import declare  # noqa: F401 - used by the bridge and sim
+from vln_ros.tools.stop_signals import ignore_stop_signals, install_stop_handlers
 
 # Cameras: best effort, shallow; a stale frame is worthless.
 SENSOR_QOS = qos_profile_sensor_data
@@ -43,8 +46,18 @@ def parse_task_ack(text: str) -> tuple[str, str]:
     return node, task_id
 
 
-# Results and commands: reliable, small queue.
+# Results and paths: reliable, small queue.
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+# cmd_vel: reliable, depth 1. A queued command is older than the one behind it, and a stale
+# command is worse than none.
+CMD_VEL_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST,
+                         reliability=ReliabilityPolicy.RELIABLE)
+# Odometry in: best effort matches reliable and best-effort publishers alike (many robot
+# drivers publish best effort, and a reliable subscription never matches them).
+ODOM_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
+                      reliability=ReliabilityPolicy.BEST_EFFORT)
+# The planner's e-stop state (std_msgs/Bool, latched): what the bridge and the UI show.
+ESTOP_STATE_TOPIC = 'vln/estop_state'
 
 
 def stamp_to_sec(stamp) -> float:
@@ -63,46 +76,41 @@ def sec_to_stamp(t: float):
     return Time(sec=sec, nanosec=nanosec)
 
 
-def declare(node, name: str, default: Any, description: str,
-            lo: float | None = None, hi: float | None = None, read_only: bool = False) -> Any:
-    """Declare a parameter with a descriptor (and range), return its value."""
-    desc = ParameterDescriptor(description=description, read_only=read_only)
-    if lo is not None and hi is not None:
-        if isinstance(default, bool):
-            pass
-        elif isinstance(default, int):
-            desc.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=0)]
-        elif isinstance(default, float):
-            desc.floating_point_range = [FloatingPointRange(from_value=float(lo),
-                                                            to_value=float(hi), step=0.0)]
-    return node.declare_parameter(name, default, desc).value
-
-
-def _raise_keyboard_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def run_node(factory: Callable[[], Any], args=None, multithreaded: bool = False,
              on_shutdown: Callable[[Any], None] | None = None) -> None:
-    """Init, spin until Ctrl-C or external shutdown, run on_shutdown, destroy, shut down."""
+    """Init, spin until SIGINT/SIGTERM or external shutdown, run on_shutdown, destroy, shut down.
+
+    A node that cannot start (a parameter out of range, say) prints one error line and
+    exits with status 1; a stop by signal exits with 0 and no traceback.
+    """
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    # We handle SIGINT/SIGTERM ourselves so that the context is still valid in on_shutdown
-    # (the planner must be able to publish a final zero velocity).
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # Our own signal handling: the context must still be valid in on_shutdown (the planner
+    # publishes a final zero velocity there).
+    stop = install_stop_handlers()
+    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except RuntimeError as exc:  # rcl refuses the arguments (a bad remap, say)
+        print(f'[ERROR] cannot start: {exc}', file=sys.stderr, flush=True)
+        sys.exit(1)
     node = None
+    failed = None
     executor = MultiThreadedExecutor(num_threads=4) if multithreaded \
         else SingleThreadedExecutor()
     try:
-        node = factory()
-        executor.add_node(node)
-        # Bounded waits give Python a chance to raise KeyboardInterrupt promptly: with our
-        # own signal handling nothing else wakes the executor's wait set.
-        while rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        try:
+            node = factory()
+        except (ValueError, TypeError, OSError, RuntimeError, ParameterException,
+                NameValidationException) as exc:
+            failed = f'{type(exc).__name__}: {exc}' if not isinstance(exc, ValueError) \
+                else str(exc)
+        if node is not None:
+            executor.add_node(node)
+            # Bounded waits: the signal handler runs between them.
+            while rclpy.ok() and not stop.is_set():
+                executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
     finally:
         if node is not None and on_shutdown is not None:
@@ -114,3 +122,7 @@ def run_node(factory: Callable[[], Any], args=None, multithreaded: bool = False,
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        ignore_stop_signals()
+    if failed is not None:
+        print(f'[ERROR] cannot start: {failed}', file=sys.stderr, flush=True)
+        sys.exit(1)

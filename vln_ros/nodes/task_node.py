@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
@@ -19,15 +18,11 @@ from vln_ros_interfaces.msg import NavigationResult, TaskState, Waypoint
 from vln_ros_interfaces.msg import TaskConfig as TaskConfigMsg
 from vln_ros_interfaces.srv import CreateTask, GetTask, ListTasks, StopTask
 
-from vln_ros.core.tasks import (
-    HistoryEntry,
-    TaskConfig,
-    TaskManager,
-    TaskRecord,
-    TaskStatus,
-    TaskStore,
-)
-from vln_ros.nodes.planner_node import STATUS_NAMES
+from vln_ros.core.state_dir import state_dir
+from vln_ros.core.statuses import result_code, result_name
+from vln_ros.core.task_records import HistoryEntry, TaskConfig, TaskRecord, TaskStatus
+from vln_ros.core.task_store import TaskStore
+from vln_ros.core.tasks import TaskManager
 from vln_ros.nodes.ros_common import (
     LATCHED_QOS,
     RELIABLE_QOS,
@@ -40,11 +35,9 @@ from vln_ros.nodes.ros_common import (
     stamp_to_sec,
 )
 
-STATUS_CODES = {name: code for code, name in STATUS_NAMES.items()}
-
 
 def config_from_msg(msg: TaskConfigMsg) -> TaskConfig:
-    """Service config (zeros mean defaults) to the core config."""
+    """CreateTask / Navigate config to the core config: zero or negative means the default."""
     return TaskConfig.from_request(output_fps=float(msg.output_fps),
                                    keyframe_threshold=float(msg.keyframe_threshold),
                                    enable_visualization=bool(msg.enable_visualization))
@@ -72,15 +65,33 @@ def state_msg(record: TaskRecord | None) -> TaskState:
 
 
 def history_msg(entry: HistoryEntry) -> NavigationResult:
-    """Stored history entry back to a NavigationResult (raw text is not stored)."""
+    """Stored history entry back to the NavigationResult it was recorded from."""
     msg = NavigationResult(task_id=entry.task_id, sequence=entry.sequence,
                            environment=entry.environment, action=entry.action,
                            inference_time=float(entry.inference_time),
-                           status=STATUS_CODES.get(entry.status, NavigationResult.STATUS_OK))
+                           status=result_code(entry.status), linear_vel=float(entry.linear_vel),
+                           angular_vel=float(entry.angular_vel), error=entry.error,
+                           raw_text=entry.raw_text, frames=int(entry.frames),
+                           keyframes=int(entry.keyframes))
     msg.header.stamp = sec_to_stamp(entry.stamp)
+    msg.header.frame_id = entry.frame_id
     msg.waypoints = [Waypoint(dx=float(a), dy=float(b), dtheta=float(c), confidence=float(d))
                      for a, b, c, d in entry.waypoints]
     return msg
+
+
+def history_entry(msg: NavigationResult) -> HistoryEntry:
+    """A live NavigationResult as a history entry, keeping everything get_task returns."""
+    confidences = [w.confidence for w in msg.waypoints]
+    return HistoryEntry(
+        task_id=msg.task_id, sequence=msg.sequence, stamp=stamp_to_sec(msg.header.stamp),
+        action=msg.action, environment=msg.environment, status=result_name(msg.status),
+        confidence=min(confidences) if confidences else 0.0,
+        inference_time=float(msg.inference_time),
+        waypoints=[(w.dx, w.dy, w.dtheta, w.confidence) for w in msg.waypoints],
+        frame_id=msg.header.frame_id, linear_vel=float(msg.linear_vel),
+        angular_vel=float(msg.angular_vel), raw_text=msg.raw_text, error=msg.error,
+        frames=int(msg.frames), keyframes=int(msg.keyframes))
 
 
 class TaskNode(Node):
@@ -88,11 +99,15 @@ class TaskNode(Node):
 
     def __init__(self) -> None:
         super().__init__('task_node')
-        db_path = declare(self, 'db_path', '~/.ros/vln_ros/tasks.db',
-                          'SQLite file of tasks and history (":memory:" keeps nothing)')
+        db_path = declare(self, 'db_path', '',
+                          'SQLite file of tasks and history (":memory:" keeps nothing); empty: '
+                          '$ROS_HOME/vln_ros/<namespace>/tasks.db, one per robot',
+                          read_only=True)
         history_size = declare(self, 'history_size', 50,
-                               'Results kept per task and returned by get_task', 1, 10000)
-        max_tasks = declare(self, 'max_tasks', 200, 'Tasks kept in the database', 1, 100000)
+                               'Results kept per task and returned by get_task', 1, 10000,
+                               read_only=True)
+        max_tasks = declare(self, 'max_tasks', 200, 'Tasks kept in the database', 1, 100000,
+                            read_only=True)
         completion_confidence = declare(self, 'completion_confidence', 0.7,
                                         'Confidence of a "stop" answer that counts as arrival',
                                         0.0, 1.0)
@@ -100,13 +115,16 @@ class TaskNode(Node):
                                    'Consecutive confident "stop" answers that complete a task',
                                    1, 100)
         self._ack_timeout = declare(self, 'switch_ack_timeout', 1.0,
-                                    'Wait this long (s) for perception and planner to follow a '
+                                    'Wait this long (s, wall time: a paused /clock must not '
+                                    'hang a service) for perception and planner to follow a '
                                     'task change before answering the service', 0.0, 10.0)
         self._expected_followers = declare(
             self, 'expected_followers', 0,
             'Nodes that must acknowledge a task change (perception and planner: 2); 0 counts '
             'the followers discovered at that moment, which may miss a node still starting',
             0, 16)
+        if not db_path:
+            db_path = os.path.join(state_dir(self.get_namespace()), 'tasks.db')
         if db_path != ':memory:':
             db_path = os.path.expanduser(db_path)
             os.makedirs(os.path.dirname(db_path) or '.', exist_ok=True)
@@ -152,14 +170,7 @@ class TaskNode(Node):
             self._changed.notify_all()
 
     def _on_result(self, msg: NavigationResult) -> None:
-        confidences = [w.confidence for w in msg.waypoints]
-        entry = HistoryEntry(
-            task_id=msg.task_id, sequence=msg.sequence, stamp=stamp_to_sec(msg.header.stamp),
-            action=msg.action, environment=msg.environment,
-            status=STATUS_NAMES.get(msg.status, 'vlm_error'),
-            confidence=min(confidences) if confidences else 0.0,
-            inference_time=float(msg.inference_time),
-            waypoints=[(w.dx, w.dy, w.dtheta, w.confidence) for w in msg.waypoints])
+        entry = history_entry(msg)
         completed = self._manager.record_result(msg.task_id, entry, frames=msg.frames,
                                                 keyframes=msg.keyframes)
         with self._changed:
@@ -246,7 +257,9 @@ class TaskNode(Node):
             return result
         task_id = record.task_id
         self._await_acks(task_id)
-        deadline = time.monotonic() + goal.timeout if goal.timeout > 0 else None
+        # On the node clock, like every timeout of the stack: with use_sim_time a paused or
+        # slowed simulation gets the time the goal asked for.
+        deadline = self._now() + goal.timeout if goal.timeout > 0 else None
         sent = None
         while True:
             with self._changed:
@@ -265,7 +278,7 @@ class TaskNode(Node):
                 (goal_handle.succeed if current.status == TaskStatus.COMPLETED
                  else goal_handle.abort)()
                 break
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and self._now() > deadline:
                 self._manager.fail(task_id, f'timed out after {goal.timeout:.0f} s')
                 goal_handle.abort()
                 break

@@ -45,6 +45,7 @@ from starlette.requests import ClientDisconnect
 import uvicorn
 
 from vln_ros.tools.net import bind_socket, url_of
+from vln_ros.tools.stop_signals import ignore_stop_signals
 
 _LOG = logging.getLogger(__name__)
 
@@ -1031,6 +1032,7 @@ def main(argv: list[str] | None = None) -> int:
         started = asyncio.run(_serve_and_announce(server, sock))
     finally:
         sock.close()
+        ignore_stop_signals()
     return 0 if started else 1
 
 

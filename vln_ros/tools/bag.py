@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import signal
 import sys
 import time
 
@@ -30,13 +29,10 @@ from vln_ros.tools.bag_store import (
     playback_offsets,
     read_bag,
 )
+from vln_ros.tools.stop_signals import interrupt_once
 
 # Never worth recording: every node has them.
 _SKIPPED_TOPICS = {'/rosout', '/parameter_events'}
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def message_class(msgtype: str):
@@ -51,8 +47,7 @@ def _init_rclpy():
 
     # Our own handlers: Ctrl-C or SIGTERM ends the loop and the bag is still closed properly.
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    signal.signal(signal.SIGINT, _raise_interrupt)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupt_once()
     return rclpy
 
 

@@ -29,6 +29,7 @@ import numpy as np
 
 from vln_ros.tools import doctor_checks as dc
 from vln_ros.tools.doctor_checks import FAIL, SKIP, CheckResult, Thresholds
+from vln_ros.tools.stop_signals import interrupt_once
 
 DEFAULT_VLM_URL = 'http://127.0.0.1:23333/v1'
 DEFAULT_NODES = ('perception_node', 'planner_node', 'task_node')
@@ -220,7 +221,8 @@ class RosProbe:
         self.thresholds = thresholds
         self._rclpy = rclpy
         self.context = rclpy.Context()
-        rclpy.init(args=[], context=self.context)
+        # The ROS arguments (namespace, remaps) make the doctor look where the stack runs.
+        rclpy.init(args=['vln_doctor', *getattr(args, 'ros_args', [])], context=self.context)
         self.node = rclpy.create_node(f'vln_doctor_{os.getpid()}', context=self.context,
                                       start_parameter_services=False)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -258,7 +260,7 @@ class RosProbe:
         """Wait (up to --discovery-timeout) for the expected nodes, then read their parameters."""
         def all_found():
             names = self.node.get_node_names_and_namespaces()
-            return all(dc.find_node(n, names) for n in self.expected)
+            return all(dc.find_node(n, names, self.node.get_namespace()) for n in self.expected)
         # A loaded host may take a second or two to discover everyone; missing nodes cost
         # the whole wait.
         self.spin_for(self.args.discovery_timeout, until=all_found)
@@ -268,9 +270,9 @@ class RosProbe:
         """Look again for nodes not found yet, read their parameters; return the new ones."""
         names = self.node.get_node_names_and_namespaces()
         new = [n for n in self.expected
-               if self.found.get(n) is None and dc.find_node(n, names)]
+               if self.found.get(n) is None and dc.find_node(n, names, self.node.get_namespace())]
         for n in self.expected:
-            self.found[n] = self.found.get(n) or dc.find_node(n, names)
+            self.found[n] = self.found.get(n) or dc.find_node(n, names, self.node.get_namespace())
         self._read_params(new)
         return new
 
@@ -576,13 +578,40 @@ def run_checks(args: argparse.Namespace, thresholds: Thresholds = Thresholds()
     return results
 
 
+def split_ros_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(our arguments, the --ros-args sections) of a command line, as every ROS executable.
+
+    A section runs from `--ros-args` to a lone `--` or the end; there may be several.
+    """
+    ours, ros, inside = [], [], False
+    for arg in argv:
+        if arg == '--ros-args':
+            inside = True
+            ros.append(arg)
+        elif inside and arg == '--':
+            inside = False
+            ros.append(arg)
+        else:
+            (ros if inside else ours).append(arg)
+    return ours, ros
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run vln_doctor; the exit status is 1 when a check failed."""
-    args = build_parser().parse_args(argv)
+    """Run vln_doctor; the exit status is 1 when a check failed, 130 when interrupted."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ours, ros_args = split_ros_args(argv)
+    args = build_parser().parse_args(ours)
+    args.ros_args = ros_args  # a namespace or remaps: `vln_doctor --ros-args -r __ns:=/robot1`
     if args.timeout <= 0 or args.probe_timeout <= 0 or args.discovery_timeout <= 0:
         build_parser().error('--timeout, --discovery-timeout and --probe-timeout must be '
                              'positive')
-    results = run_checks(args)
+    interrupt_once()
+    try:
+        results = run_checks(args)
+    except KeyboardInterrupt:
+        # Not 0: a script that gates a launch on the doctor must not read "all green".
+        print('vln_doctor: interrupted before every check ran', file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(dc.report(results), indent=2))
     else:

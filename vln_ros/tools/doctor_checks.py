@@ -422,11 +422,17 @@ def check_use_sim_time(node_values: Mapping[str, bool | None], clock_publishers:
 
 # ------------------------------------------------------------------------------ nodes
 
-def find_node(name: str, graph: Iterable[tuple[str, str]]) -> str | None:
-    """Fully qualified name of the first node called name (any namespace), or None."""
-    for node, namespace in graph:
-        if node == name:
-            return namespace.rstrip('/') + '/' + node
+def find_node(name: str, graph: Iterable[tuple[str, str]], namespace: str = '/') -> str | None:
+    """Fully qualified name of the node called name, or None.
+
+    From the root namespace the first one in any namespace counts; from a robot's namespace
+    (`--ros-args -r __ns:=/robot1`) only the node in that namespace does, so two robots on
+    one host are never mixed up.
+    """
+    wanted = namespace.rstrip('/')
+    for node, ns in graph:
+        if node == name and (not wanted or ns.rstrip('/') == wanted):
+            return ns.rstrip('/') + '/' + node
     return None
 
 

@@ -140,7 +140,13 @@ class ProcessGroup:
 
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None
               ) -> ManagedProcess:
-        """Start argv as a managed process named name."""
+        """Start argv as a managed process named name.
+
+        Every process of the group shares one ROS_HOME under the log directory (unless env
+        names another): task databases and the persisted e-stop of one run never leak into
+        the next, nor into the user's ~/.ros.
+        """
+        env = {'ROS_HOME': str(self.log_dir / 'ros_home'), **(env or {})}
         proc = ManagedProcess(name, argv, self.log_dir, env)
         self.procs.append(proc)
         return proc

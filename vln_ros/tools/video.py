@@ -27,6 +27,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from vln_ros.tools.stop_signals import interrupt_once
+
 DEFAULT_URL = 'http://127.0.0.1:20000'
 PREVIEW_WINDOW = 'vln_video'
 
@@ -308,6 +310,7 @@ class TopicSink:
     def __init__(self, topic: str, compressed: bool, service_timeout: float = 10.0) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
+        from rclpy.signals import SignalHandlerOptions
         from sensor_msgs.msg import CompressedImage, Image
         from vln_ros_interfaces.msg import NavigationResult
         from vln_ros_interfaces.srv import CreateTask, StopTask
@@ -315,7 +318,7 @@ class TopicSink:
         from vln_ros.nodes.ros_common import RELIABLE_QOS, SENSOR_QOS
 
         self._rclpy = rclpy
-        rclpy.init()
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)  # interrupt_once handles it
         self.node = rclpy.create_node('vln_video')
         self._executor = SingleThreadedExecutor()
         self._executor.add_node(self.node)
@@ -528,6 +531,7 @@ def run(args: argparse.Namespace, sink=None) -> Summary:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the vln_video console script."""
     args = parse_args(argv)
+    interrupt_once()  # Ctrl-C ends the stream; the task is still stopped and the summary shown
     try:
         summary = run(args)
     except (ValueError, RuntimeError, OSError) as exc:
