@@ -259,7 +259,7 @@ class TaskNode(Node):
         self._await_acks(task_id)
         # On the node clock, like every timeout of the stack: with use_sim_time a paused or
         # slowed simulation gets the time the goal asked for.
-        deadline = self._now() + goal.timeout if goal.timeout > 0 else None
+        since = None
         sent = None
         while True:
             with self._changed:
@@ -278,7 +278,12 @@ class TaskNode(Node):
                 (goal_handle.succeed if current.status == TaskStatus.COMPLETED
                  else goal_handle.abort)()
                 break
-            if deadline is not None and self._now() > deadline:
+            now = self._now()
+            if since is None or now < since:
+                # Counted from the first tick of a running clock (a sim clock that has not
+                # started reads 0), and again after a jump back (a bag that loops).
+                since = now if now > 0.0 else None
+            if goal.timeout > 0 and since is not None and now - since > goal.timeout:
                 self._manager.fail(task_id, f'timed out after {goal.timeout:.0f} s')
                 goal_handle.abort()
                 break
