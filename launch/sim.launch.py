@@ -18,7 +18,13 @@ at that server. Give the robot a task with:
 import os
 
 from ament_index_python.packages import get_package_prefix, get_package_share_directory
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription
+from launch.actions import (
+    DeclareLaunchArgument,
+    ExecuteProcess,
+    IncludeLaunchDescription,
+    OpaqueFunction,
+    SetEnvironmentVariable,
+)
 from launch.conditions import IfCondition
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PythonExpression
@@ -26,6 +32,14 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
+
+
+def _dds_profile(context, *args, **kwargs):
+    """Set the loopback DDS profile for every process here, unless the user chose one."""
+    profile = LaunchConfiguration('dds_profile').perform(context).strip()
+    if not profile or context.environment.get('FASTRTPS_DEFAULT_PROFILES_FILE'):
+        return []
+    return [SetEnvironmentVariable('FASTRTPS_DEFAULT_PROFILES_FILE', profile)]
 
 
 def generate_launch_description():
@@ -61,6 +75,11 @@ def generate_launch_description():
                               description='Start rviz2 with config/vln.rviz'),
         DeclareLaunchArgument('log_level', default_value='info',
                               description='Log level of the nodes (debug, info, warn, error)'),
+        DeclareLaunchArgument('dds_profile',
+                              default_value=f'{share}/config/fastdds_localhost.xml',
+                              description='Fast DDS profile: the shipped one keeps the '
+                                          'simulated robot on this host (shared memory + '
+                                          'loopback UDP); empty: DDS defaults'),
     ]
     base_url = ['http://127.0.0.1:', arg('oracle_port'), '/v1']
 
@@ -98,6 +117,7 @@ def generate_launch_description():
             'start_bridge': arg('start_bridge'),
             'log_level': arg('log_level'),
             'vlm_base_url': base_url,
+            'dds_profile': arg('dds_profile'),
         }.items(),
     )
     rviz = Node(
@@ -106,4 +126,6 @@ def generate_launch_description():
         parameters=[{'use_sim_time': ParameterValue(arg('use_sim_time'), value_type=bool)}],
         condition=IfCondition(arg('rviz')),
     )
-    return LaunchDescription(arguments + [sim, keyword_oracle, stack, rviz])
+    # The simulated robot stays on this host: the profile is set before any process starts.
+    dds = OpaqueFunction(function=_dds_profile)
+    return LaunchDescription(arguments + [dds, sim, keyword_oracle, stack, rviz])

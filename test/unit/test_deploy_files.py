@@ -23,8 +23,8 @@ PARAMS = ROOT / 'config' / 'vln.yaml'
 DOCKER = ROOT / 'docker'
 # Node name in the YAML -> the source files that declare its parameters.
 NODE_SOURCES = {
-    'perception_node': ['vln_ros/nodes/perception_node.py'],
-    'planner_node': ['vln_ros/nodes/planner_node.py'],
+    'perception_node': ['vln_ros/nodes/perception_node.py', 'vln_ros/nodes/perception_params.py'],
+    'planner_node': ['vln_ros/nodes/planner_node.py', 'vln_ros/nodes/planner_params.py'],
     'task_node': ['vln_ros/nodes/task_node.py'],
     'vln_bridge': ['vln_ros/bridge/ros_side.py', 'vln_ros/bridge/main.py'],
 }
@@ -62,8 +62,9 @@ def _constant(node: ast.AST):
 
 
 def declared_parameters(paths: list[str]) -> dict[str, object]:
-    """Parameters declared in node sources: declare(self, 'name', default, ...) and
-    self.declare_parameter('name', default, ...); value = the default (or _MISSING)."""
+    """Parameters declared in node sources: declare(self, 'name', default, ...),
+    self.declare_parameter('name', default, ...) and ParamSpec('name', default, ...);
+    value = the default (or _MISSING)."""
     found: dict[str, object] = {}
     for rel in paths:
         path = ROOT / rel
@@ -77,7 +78,7 @@ def declared_parameters(paths: list[str]) -> dict[str, object]:
             args = call.args
             if name == 'declare' and len(args) >= 3:
                 key, default = args[1], args[2]
-            elif name == 'declare_parameter' and len(args) >= 2:
+            elif name in ('declare_parameter', 'ParamSpec') and len(args) >= 2:
                 key, default = args[0], args[1]
             else:
                 continue
@@ -203,7 +204,9 @@ def test_vln_launch_arguments_have_descriptions(vln_launch):
     assert defaults['tp'] == '4' and defaults['lmdeploy_port'] == '23333'
     paths = vln_launch.default_paths(str(ROOT))
     assert pathlib.Path(paths['params_file']) == PARAMS
-    assert pathlib.Path(paths['dds_profile']).exists()
+    assert pathlib.Path(vln_launch.localhost_profile(str(ROOT))).exists()
+    # The robot launch keeps the ROS DDS defaults: it must reach drivers on other computers.
+    assert defaults['dds_profile'] == ''
 
 
 def test_vln_launch_default_plan(vln_launch):
@@ -215,15 +218,63 @@ def test_vln_launch_default_plan(vln_launch):
     perception = nodes['perception_node']
     assert perception['parameters'][0].endswith('config/vln.yaml')
     assert perception['parameters'][1] == {'use_sim_time': False, 'image_transport': 'raw'}
-    assert ('camera/image_raw', 'camera/image_raw') in perception['remappings']
+    assert all(n['remappings'] == [] for n in plan['nodes'])  # the default names
     assert perception['arguments'] == ['--ros-args', '--log-level', 'info']
     assert plan['processes'] == []
-    assert plan['env'] == {'FASTRTPS_DEFAULT_PROFILES_FILE':
-                           '/opt/ros/jazzy/share/vln_ros/config/fastdds_localhost.xml'}
-    # A profile the user chose is kept.
-    kept = vln_launch.stack_plan(_values(vln_launch),
+    # Nothing in the robot path pins a DDS profile or an RMW (a Go2 stack runs CycloneDDS).
+    assert plan['env'] == {}
+    profile = vln_launch.localhost_profile('/opt/ros/jazzy/share/vln_ros')
+    chosen = vln_launch.stack_plan(_values(vln_launch, dds_profile=profile), environ={})
+    assert chosen['env'] == {'FASTRTPS_DEFAULT_PROFILES_FILE': profile}
+    # A profile already in the environment is kept.
+    kept = vln_launch.stack_plan(_values(vln_launch, dds_profile=profile),
                                  environ={'FASTRTPS_DEFAULT_PROFILES_FILE': '/x.xml'})
     assert kept['env'] == {}
+
+
+def test_vln_launch_remaps_the_robot_topics_and_frames(vln_launch):
+    # A Spot: odometry and cmd_vel under the robot's name, base frame "body", stamped cmd_vel.
+    plan = vln_launch.stack_plan(_values(
+        vln_launch, odom_topic='/spot/odometry', cmd_vel_topic='/spot/cmd_vel',
+        camera_topic='/spot/camera/frontleft/image', camera_info_topic='/spot/camera/info',
+        base_frame='body', odom_frame='odom', use_stamped_cmd_vel='true', start_bridge='true'),
+        environ={})
+    nodes = {n['name']: n for n in plan['nodes']}
+    planner = nodes['planner_node']
+    assert set(planner['remappings']) == {('odom', '/spot/odometry'),
+                                          ('cmd_vel', '/spot/cmd_vel')}
+    assert planner['parameters'][1] == {'use_sim_time': False, 'base_frame': 'body',
+                                        'odom_frame': 'odom', 'use_stamped_cmd_vel': True}
+    perception = nodes['perception_node']
+    assert ('camera/image_raw', '/spot/camera/frontleft/image') in perception['remappings']
+    assert ('camera/camera_info', '/spot/camera/info') in perception['remappings']
+    assert perception['parameters'][1]['base_frame'] == 'body'
+    assert 'odom_frame' not in perception['parameters'][1]  # perception declares none
+    assert ('cmd_vel', '/spot/cmd_vel') in nodes['vln_bridge']['remappings']
+    assert nodes['task_node']['remappings'] == []
+    # Empty frame and stamping arguments leave the params file in charge.
+    plain = vln_launch.stack_plan(_values(vln_launch), environ={})
+    assert 'use_stamped_cmd_vel' not in plain['nodes'][1]['parameters'][1]
+
+
+@pytest.mark.parametrize('which, exists, model, words', [
+    (lambda _: None, lambda _: True, '/models/q', ['lmdeploy', 'not on PATH', 'vlm_base_url']),
+    (lambda _: '/usr/bin/lmdeploy', lambda _: False, '/models/missing',
+     ['/models/missing', 'does not exist', 'vln_model_download']),
+])
+def test_vln_launch_start_lmdeploy_fails_with_one_clear_line(vln_launch, which, exists, model,
+                                                            words):
+    with pytest.raises(vln_launch.LaunchSetupError) as caught:
+        vln_launch.stack_plan(_values(vln_launch, start_lmdeploy='true', model_path=model),
+                              environ={}, which=which, exists=exists)
+    message = str(caught.value)
+    assert '\n' not in message and all(w in message for w in words), message
+    # A Hugging Face id is LMDeploy's to download; an existing directory is fine.
+    for ok in ('Qwen/Qwen3-VL-32B-Instruct', '/models/q'):
+        plan = vln_launch.stack_plan(_values(vln_launch, start_lmdeploy='true', model_path=ok),
+                                     environ={}, which=lambda _: '/usr/bin/lmdeploy',
+                                     exists=lambda _: True)
+        assert plan['processes'][0]['cmd'][3] == ok
 
 
 def test_vln_launch_camera_remap_compressed_sim_time_namespace(vln_launch):
@@ -241,10 +292,11 @@ def test_vln_launch_camera_remap_compressed_sim_time_namespace(vln_launch):
 
 
 def test_vln_launch_with_lmdeploy_and_bridge(vln_launch):
+    here = {'which': lambda _: '/usr/bin/lmdeploy', 'exists': lambda _: True}
     plan = vln_launch.stack_plan(_values(
         vln_launch, start_lmdeploy='true', start_bridge='true', lmdeploy_port='24000',
         model_path='/m/Qwen3-VL-8B-Instruct', model_name='qwen8b', tp='2',
-        bridge_host='0.0.0.0', bridge_api_key='k'), environ={})
+        bridge_host='0.0.0.0', bridge_api_key='k'), environ={}, **here)
     [process] = plan['processes']
     assert process['cmd'] == [
         'lmdeploy', 'serve', 'api_server', '/m/Qwen3-VL-8B-Instruct', '--backend', 'pytorch',
@@ -257,10 +309,11 @@ def test_vln_launch_with_lmdeploy_and_bridge(vln_launch):
     assert 'vlm.base_url' not in nodes['planner_node']['parameters'][1]
     bridge = nodes['vln_bridge']['parameters'][1]
     assert bridge['host'] == '0.0.0.0' and bridge['api_key'] == 'k'
-    assert bridge['frame_topic_type'] == 'raw'
+    assert bridge['frame_topic_type'] == 'raw' and bridge['allow_insecure'] is False
     # An explicit URL wins over the co-launched server.
     plan = vln_launch.stack_plan(_values(vln_launch, start_lmdeploy='true',
-                                         vlm_base_url='http://gpu:23333/v1'), environ={})
+                                         vlm_base_url='http://gpu:23333/v1'), environ={},
+                                 **here)
     perception = next(n for n in plan['nodes'] if n['name'] == 'perception_node')
     assert perception['parameters'][1]['vlm.base_url'] == 'http://gpu:23333/v1'
 
