@@ -11,7 +11,7 @@ from std_srvs.srv import SetBool
 from vln_ros_interfaces.msg import TaskState
 
 from test.integration.test_planner_node import Robot, _result, _setup
-from vln_ros.nodes.ros_common import ESTOP_STATE_TOPIC, LATCHED_QOS
+from vln_ros.nodes.ros_common import CMD_VEL_QOS, ESTOP_STATE_TOPIC, LATCHED_QOS
 
 
 def _set(ros, node, name, value):
@@ -71,6 +71,12 @@ def test_best_effort_odometry_drives_the_planner(procs, ros):
     result_pub.publish(_result(0.8, 0.0, 0.0, time.time()))
     robot.run(10, until=lambda: robot.x > 0.3)
     assert robot.x > 0.3, 'no progress on best-effort odometry'
+    # cmd_vel: reliable with a depth of 1 (a queued command is a stale command). DDS does not
+    # announce the depth, so that part is read from the profile the planner publishes with.
+    (info,) = [i for i in ros.node.get_publishers_info_by_topic('/cmd_vel')
+               if i.node_name == 'planner_node']
+    assert info.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    assert CMD_VEL_QOS.depth == 1
 
 
 def test_no_task_means_no_cmd_vel_after_the_zero_burst(procs, ros):
