@@ -444,9 +444,11 @@ def test_compose_ports_model_and_gpus_are_consistent(env, vln_launch):
     assert options['--backend'] == 'pytorch' and options['--tp'] == '4'
     assert options['--server-port'] == vln_launch.DEFAULT_LMDEPLOY_PORT == '23333'
     assert options['--model-name'] == model_name == _env_example()['MODEL_NAME']
-    # 23333 stays inside the compose network; 20000 (the bridge) is published.
-    assert 'ports' not in lmdeploy and lmdeploy['expose'] == ['23333']
-    assert [p.split(':')[-1] for p in vln['ports']] == ['20000']
+    # LMDeploy is published on the host's loopback only; the vln stack is on the host network
+    # (the robot's DDS), where its bridge binds port 20000 itself.
+    assert lmdeploy['ports'] == ['127.0.0.1:23333:23333'] and 'network_mode' not in lmdeploy
+    assert vln['network_mode'] == 'host'
+    assert 'ports' not in vln and 'networks' not in vln and 'networks' not in compose
     assert any(v.endswith(':/models:ro') for v in lmdeploy['volumes'])
     [device] = lmdeploy['deploy']['resources']['reservations']['devices']
     assert device['driver'] == 'nvidia' and device['count'] == 'all'
@@ -456,8 +458,40 @@ def test_compose_ports_model_and_gpus_are_consistent(env, vln_launch):
     args = dict(a.split(':=', 1) for a in vln['command'] if ':=' in a)
     assert vln['command'][:4] == ['ros2', 'launch', 'vln_ros', 'vln.launch.py']
     assert set(args) <= {a[0] for a in vln_launch.ARGUMENTS}
-    assert args['vlm_base_url'] == 'http://lmdeploy:23333/v1'
-    assert args['start_bridge'] == 'true'
+    assert args['vlm_base_url'] == 'http://127.0.0.1:23333/v1'
+    assert args['start_bridge'] == 'true' and args['bridge_host'] == '0.0.0.0'
+    # ROS DDS defaults on the robot path: no loopback-only profile, the RMW and domain from .env.
+    assert args['dds_profile'] == ''
+    domain = _env_example()['ROS_DOMAIN_ID'] if env == 'example' else '0'
+    assert str(vln['environment']['ROS_DOMAIN_ID']) == domain
+    assert vln['environment']['RMW_IMPLEMENTATION'] == 'rmw_fastrtps_cpp'
+    assert '/health' in ' '.join(vln['healthcheck']['test'])
+
+
+def test_compose_vln_command_plans_the_robot_stack(vln_launch):
+    """The compose command, run through the launch plan: DDS defaults, bridge on 0.0.0.0."""
+    compose = _compose({**_env_example(), 'VLN_API_KEY': 'k'})
+    args = dict(a.split(':=', 1) for a in compose['services']['vln']['command'] if ':=' in a)
+    plan = vln_launch.stack_plan(_values(vln_launch, **args), environ={})
+    assert plan['env'] == {} and plan['processes'] == []
+    nodes = {n['name']: n for n in plan['nodes']}
+    assert set(nodes) == {'perception_node', 'planner_node', 'task_node', 'vln_bridge'}
+    bridge = nodes['vln_bridge']['parameters'][1]
+    assert bridge['host'] == '0.0.0.0' and bridge['api_key'] == 'k'
+    assert bridge['allow_insecure'] is False
+    assert nodes['perception_node']['parameters'][1]['vlm.base_url'] == \
+        'http://127.0.0.1:23333/v1'
+
+
+def test_env_example_leaves_the_bridge_key_to_the_user_and_names_the_dds_settings():
+    env = _env_example()
+    # No placeholder that would work as a key: the bridge refuses 0.0.0.0 until one is set.
+    assert env['VLN_API_KEY'] == ''
+    assert env['RMW_IMPLEMENTATION'] == 'rmw_fastrtps_cpp'
+    assert 0 <= int(env['ROS_DOMAIN_ID']) <= 101
+    text = (DOCKER / '.env.example').read_text()
+    for name in ('rmw_cyclonedds_cpp', 'CYCLONEDDS_URI', 'FASTDDS_BUILTIN_TRANSPORTS'):
+        assert name in text, name
 
 
 def test_yaml_ports_match_compose_and_dockerfile():
@@ -483,6 +517,111 @@ def test_dockerfile_builds_the_workspace_from_ros_jazzy():
     package_xml = (ROOT / 'package.xml').read_text()
     for dep in re.findall(r'<depend>(\w+_msgs|std_srvs)</depend>', package_xml):
         assert f'ros-jazzy-{dep.replace("_", "-")}' in text, dep
+    # The RMW is the user's choice (compose takes it from .env); both are installed.
+    assert 'RMW_IMPLEMENTATION' not in text.split('# No RMW_IMPLEMENTATION here', 1)[-1]
+    assert not re.search(r'^\s*(ENV|ARG)\b.*RMW_IMPLEMENTATION', text, re.M)
+    for rmw in ('ros-jazzy-rmw-fastrtps-cpp', 'ros-jazzy-rmw-cyclonedds-cpp'):
+        assert rmw in text, rmw
+
+
+# Python dependencies and their rosdep keys: every runtime requirement is either an apt
+# package through rosdep (keys checked against rosdistro's rosdep/python.yaml: they map to an
+# apt package on Ubuntu 24.04) or comes from the workspace venv (README, "On the robot").
+ROSDEP_KEYS = {
+    'numpy': 'python3-numpy', 'opencv-python-headless': 'python3-opencv',
+    'pyyaml': 'python3-yaml', 'httpx': 'python3-httpx', 'fastapi': 'python3-fastapi',
+    'uvicorn': 'python3-uvicorn', 'websockets': 'python3-websockets',
+}
+VENV_ONLY = {'openai', 'rosbags'}  # only "-pip" rosdep keys: a system-wide pip install
+
+
+def _requirement_names(path: pathlib.Path) -> set[str]:
+    names = set()
+    for line in path.read_text().splitlines():
+        line = line.split('#', 1)[0].strip()
+        if line:
+            names.add(re.split(r'[<>=!~\[; ]', line, maxsplit=1)[0].lower())
+    return names
+
+
+def test_package_xml_declares_the_python_dependencies_with_rosdep_keys():
+    required = _requirement_names(ROOT / 'requirements' / 'python.txt')
+    assert required == set(ROSDEP_KEYS) | VENV_ONLY, required
+    keys = set(re.findall(r'<exec_depend>(python3-[\w-]+)</exec_depend>',
+                          (ROOT / 'package.xml').read_text()))
+    # pydantic is the bridge's direct import (through fastapi on PyPI).
+    assert keys == set(ROSDEP_KEYS.values()) | {'python3-pydantic'}, keys
+    assert not any(key.endswith('-pip') for key in keys)
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / 'README.md').read_text()
+    start = text.index(f'## {title}\n')
+    end = text.find('\n## ', start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def test_readme_robot_install_uses_rosdep_a_system_site_venv_and_the_venv_colcon():
+    section = _readme_section('On the robot (ROS 2 Jazzy installed)')
+    commands = re.search(r'```bash\n(.*?)```', section, re.S).group(1)
+    assert 'rosdep install --from-paths src/vln_ros src/vln_ros/vln_ros_interfaces' \
+        ' --ignore-src -y' in commands
+    assert 'python3 -m venv --system-site-packages' in commands
+    assert "echo 'numpy<2'" in commands and ' -c .venv/constraints.txt' in commands
+    assert 'python -m colcon build --base-paths src/vln_ros src/vln_ros/vln_ros_interfaces' \
+        in commands
+    assert '-DPython3_EXECUTABLE="$VIRTUAL_ENV/bin/python"' in commands
+    # No system-wide pip: Ubuntu 24.04 refuses it (PEP 668).
+    for line in commands.splitlines():
+        if re.search(r'\bpip3? install\b', line):
+            assert line.lstrip().startswith('python -m pip install'), line
+    # The requirements filter keeps exactly what apt provides out of pip's hands.
+    pattern = re.search(r"grep -v -i -E '([^']+)'", commands).group(1)
+    filtered = {n for n in _requirement_names(ROOT / 'requirements' / 'python.txt')
+                if re.match(pattern, n)}
+    assert filtered == {'numpy', 'opencv-python-headless', 'pyyaml'}
+    assert 'docs/robot-install.md' in section and (ROOT / 'docs' / 'robot-install.md').exists()
+
+
+def test_readme_robot_examples_use_launch_arguments_that_exist(vln_launch):
+    section = _readme_section('Robot setup notes')
+    names = {a[0] for a in vln_launch.ARGUMENTS}
+    used = set()
+    for block in re.findall(r'```bash\n(.*?)```', section, re.S):
+        for command in block.replace('\\\n', ' ').splitlines():
+            if 'vln.launch.py' in command:
+                used |= set(re.findall(r'\b(\w+):=', command))
+    assert {'camera_topic', 'odom_topic', 'cmd_vel_topic', 'base_frame'} <= used
+    assert used <= names, used - names
+
+
+# ------------------------------------------------------------------------------ twist_mux
+
+def test_twist_mux_example_puts_the_joystick_over_vln_ros_and_locks_on_the_estop():
+    path = ROOT / 'config' / 'twist_mux.yaml'
+    data = yaml.safe_load(path.read_text())
+    assert list(data) == ['/**/twist_mux']
+    params = data['/**/twist_mux']['ros__parameters']
+    # Plain Twist, as vln_ros publishes by default (twist_mux's Jazzy default is stamped).
+    assert params['use_stamped'] is False
+    topics, locks = params['topics'], params['locks']
+    for entry in list(topics.values()) + list(locks.values()):
+        assert set(entry) == {'topic', 'timeout', 'priority'}, entry
+        assert isinstance(entry['topic'], str) and not entry['topic'].startswith('/')
+        assert isinstance(entry['timeout'], float) and entry['timeout'] >= 0.0
+        assert isinstance(entry['priority'], int) and 0 <= entry['priority'] <= 255
+    assert topics['joystick']['priority'] == 100 and topics['vln_ros']['priority'] == 10
+    assert topics['vln_ros']['topic'] == 'cmd_vel_vln'
+    # The lock is the planner's latched e-stop state (std_msgs/Bool), and masks vln_ros only.
+    common = (ROOT / 'vln_ros' / 'nodes' / 'ros_common.py').read_text()
+    estop_topic = re.search(r"^ESTOP_STATE_TOPIC = '([^']+)'", common, re.M).group(1)
+    [lock] = locks.values()
+    assert lock['topic'] == estop_topic
+    assert topics['vln_ros']['priority'] < lock['priority'] <= topics['joystick']['priority']
+    # The comments say how to run it, with arguments that exist.
+    text = path.read_text()
+    assert 'ros2 launch vln_ros vln.launch.py cmd_vel_topic:=cmd_vel_vln' in text
+    assert '-r cmd_vel_out:=cmd_vel' in text and '--params-file' in text
 
 
 def test_docker_compose_config_validates():
