@@ -3,7 +3,9 @@
 Prints per scenario: success rate, time to goal, fraction of time moving while a model request
 is in flight, final distance error, limit violations (must be 0), and the time to stop after
 a model outage. Short mode (CI): one run of corridor_door with 1-2 s latency plus one outage
-run; long mode: 10 seeds x 3 scenarios with 5-8 s latency (the measured 32B latency).
+run; long mode: 10 seeds x 3 scenarios with 5-8 s latency (the latency the project brief gives
+for the 32B model on four RTX 3090; not measured here). The world is ideal: the oracle never
+errs and odometry is exact, so the figures are an upper bound.
 
     python bench/bench_closed_loop.py --mode long --out out/bench_closed_loop
 """

@@ -4,7 +4,8 @@ In the spirit of nav2's loopback simulator: cmd_vel in; camera/image_raw (30 fps
 odom and sim/ground_truth out. With `oracle_port` >= 0 it also serves the OpenAI-compatible
 model API in-process, answering from the world's ground truth at the pose where the keyframe
 was captured (the frame number is drawn into each image; see frame_tag.py), with a latency
-drawn from `oracle_latency` (default 5-8 s, as measured for the 32B model) and optional faults.
+drawn from `oracle_latency` (default 5-8 s, the latency the project brief gives for the 32B model
+on four RTX 3090, not measured here) and optional faults.
 """
 from __future__ import annotations
 
