@@ -37,7 +37,18 @@ key=$(inputs_hash "${reqs[@]}")
 if ! step_done pip "$key"; then
   log "installing Python packages (${reqs[*]})"
   args=()
-  for r in "${reqs[@]}"; do args+=(-r "$r"); done
+  if [ $SYSTEM_ROS = 1 ]; then
+    # ROS' own extensions are built against the distribution's numpy 1.x (and cv2, yaml):
+    # keep those from apt, as the robot install in the README and the Dockerfile do.
+    mkdir -p "$VENV/.vln"
+    grep -v -i -E '^(numpy|opencv-python-headless|pyyaml)([<>=!~ ]|$)' requirements/python.txt \
+      > "$VENV/.vln/python-system-ros.txt"
+    echo 'numpy<2' > "$VENV/.vln/constraints.txt"
+    args+=(-r "$VENV/.vln/python-system-ros.txt" -r requirements/dev.txt
+           -c "$VENV/.vln/constraints.txt")
+  else
+    for r in "${reqs[@]}"; do args+=(-r "$r"); done
+  fi
   quiet_pip install -q --disable-pip-version-check "${args[@]}"
   "$VENV/bin/python" -c 'import numpy, cv2, openai, fastapi, pytest' || { log 'pip install failed'; exit 1; }
   mark_done pip "$key"
@@ -61,7 +72,9 @@ key=$(inputs_hash package.xml setup.py setup.cfg vln_ros_interfaces/CMakeLists.t
 if ! step_done colcon "$key" || [ ! -f install/setup.sh ]; then
   log 'colcon build (vln_ros_interfaces, vln_ros)'
   mkdir -p log
-  colcon build --base-paths . vln_ros_interfaces --symlink-install \
+  # colcon run by the venv's Python: ament_python scripts start the interpreter that built
+  # them, and only the venv has the PyPI dependencies.
+  "$VENV/bin/python" -m colcon build --base-paths . vln_ros_interfaces --symlink-install \
     --cmake-args -DBUILD_TESTING=OFF -DPython3_EXECUTABLE="$VENV/bin/python" \
     > log/colcon-build.txt 2>&1 \
     || { tail -50 log/colcon-build.txt; log 'colcon build failed'; exit 1; }
