@@ -515,3 +515,32 @@ def test_late_odometry_is_carried_forward_so_the_robot_stops_at_the_goal(predict
         assert overshoot < 0.02 and abs(pose.x - 1.0) < 0.03, (overshoot, pose)
     else:  # the failure the prediction exists for: braking on a 0.2 s old pose
         assert overshoot > 0.05, overshoot
+
+
+# ---------------------------------------------------------------------------- live changes
+
+def test_reconfigure_applies_new_limits_at_the_next_step_and_keeps_the_path():
+    from dataclasses import replace
+    planner = active_planner(schedule_speed=False)
+    sim = Sim(planner)
+    assert planner.on_result(result(0.0, [wp(1.0)]), 0.0)
+    sim.run(1.5)
+    assert max(c.vx for _, c in sim.commands) == pytest.approx(0.5)
+    slow = replace(planner.config, limits=Limits(max_linear_vel=0.2), lookahead=0.5)
+    planner.reconfigure(slow)
+    assert planner.path  # the path being tracked survives the change
+    start = len(sim.commands)
+    sim.run(1.0)
+    later = [c.vx for _, c in sim.commands[start:]]
+    # Slowed within the deceleration limit (0.5 m/s^2), then held at the new limit.
+    assert max(later[30:]) <= 0.2 + 1e-9 and later[-1] == pytest.approx(0.2)
+    assert planner._tracker.lookahead == 0.5
+
+
+@pytest.mark.parametrize('field, value', [('rate_hz', 20.0), ('use_odometry', False),
+                                          ('history_length', 60.0), ('holonomic', True)])
+def test_reconfigure_refuses_fields_that_need_a_restart(field, value):
+    from dataclasses import replace
+    planner = active_planner()
+    with pytest.raises(ValueError, match=field):
+        planner.reconfigure(replace(planner.config, **{field: value}))
