@@ -3,7 +3,7 @@
 Callbacks run on the node's executor thread and only store what arrived; anything the web
 side waits for (a sync frame's result, a WebSocket stream, a debug image) is handed to the
 app's asyncio loop with ``loop.call_soon_threadsafe``, so neither side ever blocks the other.
-The methods the app calls (see vln_ros.bridge.app.RosPort) run on that loop.
+The methods the app calls (see vln_ros.bridge.port.RosPort) run on that loop.
 """
 from __future__ import annotations
 
@@ -25,10 +25,11 @@ from std_srvs.srv import SetBool
 from vln_ros_interfaces.msg import NavigationResult, TaskConfig, TaskState
 from vln_ros_interfaces.srv import CreateTask, GetTask, StopTask
 
-from vln_ros.bridge.app import BridgeError, BridgeSettings
+from vln_ros.bridge.errors import BridgeError
 from vln_ros.bridge.limits import Frame
+from vln_ros.bridge.settings import BridgeSettings
 from vln_ros.core.images import ImageError, bgr_to_image_fields, image_to_bgr
-from vln_ros.nodes.planner_node import STATUS_NAMES
+from vln_ros.core.statuses import TASK_ACTIVE, result_name
 from vln_ros.nodes.ros_common import (
     LATCHED_QOS,
     RELIABLE_QOS,
@@ -69,7 +70,7 @@ def result_dict(msg: NavigationResult) -> dict:
                        'confidence': _r(w.confidence)} for w in msg.waypoints],
         'linear_vel': _r(msg.linear_vel), 'angular_vel': _r(msg.angular_vel),
         'inference_time': _r(msg.inference_time),
-        'status': STATUS_NAMES.get(msg.status, 'vlm_error'), 'error': msg.error,
+        'status': result_name(msg.status), 'error': msg.error,
     }
 
 
@@ -104,7 +105,7 @@ class _Bounded(OrderedDict):
 
 
 class BridgeNode(Node):
-    """ROS side of the bridge; implements vln_ros.bridge.app.RosPort."""
+    """ROS side of the bridge; implements vln_ros.bridge.port.RosPort."""
 
     def __init__(self) -> None:
         super().__init__('vln_bridge')
@@ -255,7 +256,7 @@ class BridgeNode(Node):
         state = state_dict(msg)
         with self._lock:
             self._states[msg.task_id] = state
-            if msg.status == TaskState.STATUS_ACTIVE:
+            if msg.status == TASK_ACTIVE:
                 self._active = state
             elif self._active is not None and self._active['task_id'] == msg.task_id:
                 self._active = None
@@ -317,7 +318,7 @@ class BridgeNode(Node):
         self._feed(result['task_id'], {'type': 'result', **result})
 
     def _dispatch_state(self, state: dict) -> None:
-        if state['status'] != TaskState.STATUS_ACTIVE:
+        if state['status'] != TASK_ACTIVE:
             for stamp_ns, (task_id, future) in list(self._waiters.items()):
                 if task_id == state['task_id'] and not future.done():
                     future.set_exception(BridgeError(
@@ -502,7 +503,7 @@ class BridgeNode(Node):
             with self._lock:
                 if self._active is None or self._active['task_id'] != response.task_id:
                     self._active = {'task_id': response.task_id, 'instruction': instruction,
-                                    'status': TaskState.STATUS_ACTIVE, 'visualize': visualize}
+                                    'status': TASK_ACTIVE, 'visualize': visualize}
         return {'accepted': bool(response.accepted), 'task_id': response.task_id,
                 'message': response.message}
 

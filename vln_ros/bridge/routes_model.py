@@ -17,6 +17,7 @@ from vln_ros.bridge.errors import BridgeError, error_response
 from vln_ros.bridge.limits import error_body
 from vln_ros.bridge.models import ERRORS, ErrorResponse, VideoRequest, VideoResponse
 from vln_ros.bridge.video import VideoError, decode_base64_video, sample_video
+from vln_ros.core.statuses import answer_status
 
 # The request body of /v1/chat/completions as documented (the proxy relays any JSON object).
 CHAT_SCHEMA = {
@@ -75,14 +76,12 @@ def build_router(ctx: BridgeContext) -> APIRouter:
             status = exc.status_code if exc.status_code in (400, 413, 422) else 502
             raise BridgeError(status, 'model_server_error', str(exc)) from None
         parsed = parse_answer(reply.text)
-        status = ('vlm_error' if parsed.method == 'failed' else 'stop'
-                  if parsed.action == 'stop' else 'ok' if parsed.method == 'json'
-                  else 'fallback')
         return {'environment': parsed.environment, 'action': parsed.action,
                 'waypoints': [{'dx': w.dx, 'dy': w.dy, 'dtheta': w.dtheta,
                                'confidence': w.confidence} for w in parsed.waypoints],
-                'status': status, 'error': parsed.error, 'frames_used': len(urls),
-                'inference_time': reply.latency, 'model': reply.model, 'raw_text': reply.text}
+                'status': answer_status(parsed.method, parsed.action), 'error': parsed.error,
+                'frames_used': len(urls), 'inference_time': reply.latency, 'model': reply.model,
+                'raw_text': reply.text}
 
     def upstream_headers(request: Request) -> dict:
         headers = {'content-type': 'application/json', 'accept': '*/*'}

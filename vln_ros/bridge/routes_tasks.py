@@ -18,13 +18,14 @@ from vln_ros.bridge.models import (
     TaskConfigModel,
     TaskResponse,
 )
+from vln_ros.core.statuses import RESULT_PENDING
 
 
 def pending_result(task_id: str) -> dict:
     """A result placeholder while a task has none: stop, no waypoints."""
     return {'task_id': task_id, 'sequence': 0, 'stamp': 0.0, 'stamp_ns': 0, 'environment': '',
             'action': 'stop', 'waypoints': [], 'linear_vel': 0.0, 'angular_vel': 0.0,
-            'inference_time': 0.0, 'status': 'pending', 'error': ''}
+            'inference_time': 0.0, 'status': RESULT_PENDING, 'error': ''}
 
 
 def frame_response(result: dict, stamp_ns: int, accepted: bool, timestamp: float | None,
