@@ -31,7 +31,7 @@ def generate_launch_description():
                               description='Bearer key clients must send (empty: none)'),
         DeclareLaunchArgument('vlm_base_url', default_value='http://127.0.0.1:23333/v1',
                               description='Model server the OpenAI endpoints are proxied to'),
-        DeclareLaunchArgument('frame_topic_type', default_value='compressed',
+        DeclareLaunchArgument('frame_topic_type', default_value='raw',
                               description='Publish frames as raw or compressed camera images'),
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               description='Use /clock instead of wall time'),

@@ -42,8 +42,11 @@ def _b64(data: bytes) -> str:
 
 
 def _bridge(group: ProcessGroup, name: str, url: str, **params) -> str:
+    # Compressed frames, as the perception node of this stack takes them (the default, raw,
+    # is covered by test_bridge_robot_ready).
     return group.start_bridge(name, **{'vlm.base_url': url, 'max_body_bytes': MAX_BODY,
-                                       'sync_timeout': SYNC_TIMEOUT, **params})
+                                       'sync_timeout': SYNC_TIMEOUT,
+                                       'frame_topic_type': 'compressed', **params})
 
 
 @pytest.fixture(scope='module')
@@ -88,6 +91,11 @@ def _create(client, instruction, **config) -> str:
     return body['task_id']
 
 
+# A task setting of 0 means the node's default: this small threshold makes every frame that
+# differs from the last keyframe a new keyframe (what sync frames need).
+SYNC_THRESHOLD = 0.001
+
+
 def _sync(client, task_id, seed, **extra):
     time.sleep(0.12)  # sync frames must be keyframe_min_interval (0.1 s) apart
     return client.post('/vln/frame/sync',
@@ -109,7 +117,8 @@ def test_health_reports_graph_and_model_server(client):
 def test_frames_drive_the_graph_and_results_come_back(client, ros):
     cmd = ros.collect(Twist, 'cmd_vel')
     task_id = _create(client, 'go forward along the corridor',
-                      keyframe_threshold=0.0, enable_visualization=True, output_fps=2.0)
+                      keyframe_threshold=SYNC_THRESHOLD, enable_visualization=True,
+                      output_fps=2.0)
 
     # Non-blocking frame: published at once; no result yet for a fresh task.
     r = client.post('/vln/frame', json={'task_id': task_id, 'frame': _b64(_jpeg(1)),
@@ -118,17 +127,21 @@ def test_frames_drive_the_graph_and_results_come_back(client, ros):
     first = r.json()
     assert first['frame_accepted'] is True and first['timestamp'] == 12.5
     assert first['task_id'] == task_id and first['frame_stamp'] > 0
+    # The client's timestamp is echoed only: the frame is stamped with the bridge's ROS
+    # clock (here the system clock) on arrival.
+    assert abs(first['frame_stamp'] - time.time()) < 60.0
 
     # Sync frame: the answer is the result computed from this very frame (same stamp). Right
     # after start-up, discovery may still be connecting perception to the task state (seen:
     # 3 s on a loaded 2-core machine); a frame sent before that gets 504, so send another.
     for seed in (2, 4, 5):
-        r = _sync(client, task_id, seed)
+        r = _sync(client, task_id, seed, timestamp=-7.25)
         if r.status_code != 504:
             break
     assert r.status_code == 200, r.text
     result = r.json()
     assert result['result_stamp'] == pytest.approx(result['frame_stamp'], abs=1e-9)
+    assert result['timestamp'] == -7.25
     assert result['action'] == 'forward' and result['status'] == 'ok'
     assert result['sequence'] >= 1 and len(result['waypoints']) == 3
     assert result['waypoints'][0] == {'dx': 0.3, 'dy': 0.0, 'dtheta': 0.0, 'confidence': 0.9}
@@ -149,7 +162,7 @@ def test_frames_drive_the_graph_and_results_come_back(client, ros):
     task = client.get(f'/vln/task/{task_id}').json()
     assert task['task_id'] == task_id and task['status'] == 'active'
     assert task['instruction'] == 'go forward along the corridor'
-    assert task['config'] == {'output_fps': 2.0, 'keyframe_threshold': 0.0,
+    assert task['config'] == {'output_fps': 2.0, 'keyframe_threshold': SYNC_THRESHOLD,
                               'enable_visualization': True}
     assert task['inferences'] >= 1 and task['frames'] >= 1
     assert task['history'] and task['history'][-1]['action'] == 'forward'
@@ -174,13 +187,13 @@ def test_sync_frame_that_is_no_keyframe_gets_504(client):
     started = time.monotonic()
     r = _sync(client, task_id, 7)
     assert r.status_code == 504 and r.json()['error']['code'] == 'no_result'
-    assert 'keyframe_threshold 0' in r.json()['error']['message']
+    assert 'keyframe_threshold such as 0.001' in r.json()['error']['message']
     assert SYNC_TIMEOUT - 0.2 < time.monotonic() - started < SYNC_TIMEOUT + 3
 
 
 def test_task_switch_is_followed(client):
-    old = _create(client, 'turn left', keyframe_threshold=0.0)
-    new = _create(client, 'turn right please', keyframe_threshold=0.0)
+    old = _create(client, 'turn left', keyframe_threshold=SYNC_THRESHOLD)
+    new = _create(client, 'turn right please', keyframe_threshold=SYNC_THRESHOLD)
     assert old != new
     assert client.get(f'/vln/task/{old}').json()['status'] == 'stopped'
     r = client.post('/vln/frame', json={'task_id': old, 'frame': _b64(_jpeg(5))})
@@ -190,10 +203,24 @@ def test_task_switch_is_followed(client):
     assert r.json()['visualized_frame'] is None  # not enabled for this task
 
 
+def test_zero_or_null_task_settings_mean_the_node_default(client):
+    """The rule of CreateTask and Navigate: 0 (or, over REST, null) is the node's default."""
+    for config in ({'keyframe_threshold': 0, 'output_fps': 0},
+                   {'keyframe_threshold': None, 'output_fps': None}, {}):
+        task_id = _create(client, 'go forward', **config)
+        task = client.get(f'/vln/task/{task_id}').json()
+        assert task['config']['keyframe_threshold'] == 0.0, config  # 0.0: the node default
+        assert task['config']['output_fps'] == 0.0, config
+    r = client.post('/vln/task/create', json={'instruction': 'go',
+                                              'config': {'keyframe_threshold': -0.5}})
+    assert r.status_code == 422 and 'keyframe_threshold' in r.json()['error']['message']
+    client.post(f'/vln/task/{task_id}/stop')
+
+
 # --------------------------------------------------------------------------- bad input
 
 def test_bad_input_gets_a_clear_4xx(client, stack):
-    task_id = _create(client, 'go forward', keyframe_threshold=0.0)
+    task_id = _create(client, 'go forward', keyframe_threshold=SYNC_THRESHOLD)
 
     def post(body=None, path='/vln/frame', **kw):
         r = client.post(path, json=body, **kw) if body is not None else client.post(path, **kw)
@@ -254,7 +281,7 @@ def test_bad_input_gets_a_clear_4xx(client, stack):
 # --------------------------------------------------------------------------- WebSocket
 
 def test_websocket_stream_frames_in_results_out(client, stack):
-    task_id = _create(client, 'turn left at the end', keyframe_threshold=0.0)
+    task_id = _create(client, 'turn left at the end', keyframe_threshold=SYNC_THRESHOLD)
     ws_url = stack['url'].replace('http://', 'ws://') + f'/vln/stream/{task_id}'
 
     async def session():

@@ -15,6 +15,7 @@ from vln_ros.bridge.video_source import (
     check_path,
     check_url,
     fit_long_side,
+    resolve_media_path,
     save_upload,
 )
 
@@ -63,11 +64,43 @@ def video(tmp_path):
     return _write_video(tmp_path / 'clip.avi')
 
 
-def test_urls_need_a_streaming_scheme_and_a_host():
+def test_media_paths_must_resolve_inside_the_media_dir(tmp_path):
+    media = tmp_path / 'media'
+    (media / 'sub').mkdir(parents=True)
+    clip = media / 'sub' / 'clip.mp4'
+    clip.write_bytes(b'x')
+    secret = tmp_path / 'secret.mp4'
+    secret.write_bytes(b'x')
+    (media / 'link.mp4').symlink_to(secret)
+    (media / 'outdir').symlink_to(tmp_path)
+    (media / 'inner.mp4').symlink_to(clip)
+
+    assert resolve_media_path(str(clip), str(media)) == str(clip)
+    assert resolve_media_path('sub/clip.mp4', str(media)) == str(clip)  # relative: from media
+    assert resolve_media_path('sub/../sub/clip.mp4', str(media)) == str(clip)
+    assert resolve_media_path('inner.mp4', str(media)) == str(clip)  # a link that stays inside
+    # Missing files inside are for check_path to report (404), not a refusal.
+    assert resolve_media_path('none.mp4', str(media)) == str(media / 'none.mp4')
+    for outside in (str(secret), '../secret.mp4', 'sub/../../secret.mp4', 'link.mp4',
+                    'outdir/secret.mp4', '/etc/hostname', str(tmp_path / 'media2' / 'a.mp4')):
+        with pytest.raises(VideoError) as err:
+            resolve_media_path(outside, str(media))
+        assert err.value.code == 'outside_media_dir', outside
+        assert 'media_dir' in err.value.message
+    with pytest.raises(VideoError) as err:
+        resolve_media_path(str(clip), '')
+    assert err.value.code == 'outside_media_dir' and 'media_dir' in err.value.message
+    with pytest.raises(VideoError) as err:
+        resolve_media_path('a\x00.mp4', str(media))
+    assert err.value.code == 'invalid_path'
+
+
+def test_urls_need_http_or_https_and_a_host():
     for good in ('http://cam.local/video.mjpg', 'https://example.com/a.mp4',
-                 'rtsp://10.0.0.2:554/stream'):
+                 'HTTPS://example.com/b.mp4'):
         assert check_url(good) == good
     for bad in ('file:///etc/passwd', 'ftp://host/a.mp4', 'http://', '/tmp/a.mp4',
+                'rtsp://10.0.0.2:554/stream', 'rtmp://host/live', 'concat:a.mp4|b.mp4',
                 'http://host/a b.mp4', 'http://host/\x00', 'data:video/mp4;base64,AAAA',
                 'http://[::1'):
         with pytest.raises(VideoError) as err:

@@ -31,17 +31,24 @@ class WaypointModel(BaseModel):
 
 
 class TaskConfigModel(BaseModel):
-    """Optional per-task settings; omitted fields take the node defaults."""
+    """Optional per-task settings; null (or omitted) and 0 take the perception node's defaults.
+
+    The same rule as the CreateTask service and the Navigate goal: zero means "the node's
+    default", never a literal 0.
+    """
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    output_fps: float | None = Field(None, gt=0.0, le=30.0,
-                                     description='Hz the linear_vel/angular_vel fields assume')
+    output_fps: float | None = Field(
+        None, ge=0.0, le=30.0,
+        description="Hz the linear_vel/angular_vel fields assume; null or 0: the perception "
+                    "node's default (its output_fps)")
     keyframe_threshold: float | None = Field(
         None, ge=0.0, le=1.0,
-        description='frame difference that makes a keyframe; 0 makes every frame past the '
-                    "perception node's keyframe_min_interval a keyframe (use it with "
-                    '/vln/frame/sync)')
+        description="frame difference that makes a keyframe; null or 0: the perception node's "
+                    'default (its keyframe_threshold). No value makes every frame a keyframe: for '
+                    '/vln/frame/sync use a small threshold (e.g. 0.001) with frames that differ, '
+                    "sent no faster than the perception node's keyframe_min_interval")
     enable_visualization: bool = Field(False, description='return visualized_frame')
 
 
@@ -93,10 +100,10 @@ class ResultModel(BaseModel):
 
 
 class TaskConfigOut(BaseModel):
-    """Configuration a task runs with."""
+    """Configuration a task was created with."""
 
-    output_fps: float
-    keyframe_threshold: float
+    output_fps: float = Field(description="0: the perception node's output_fps")
+    keyframe_threshold: float = Field(description="0: the perception node's keyframe_threshold")
     enable_visualization: bool
 
 
@@ -135,11 +142,21 @@ class FrameRequest(BaseModel):
     task_id: str = Field(min_length=1, max_length=128)
     frame: str = Field(min_length=1,
                        description='base64 JPEG or PNG, or a data:image/...;base64 URL')
-    timestamp: float | None = Field(None, description='client time of capture, echoed back')
+    timestamp: float | None = Field(
+        None, description='any client value (e.g. its capture time), echoed back unchanged. It '
+                          "is not the frame's stamp: the bridge stamps every frame with its own "
+                          'ROS clock on arrival (frame_stamp), because perception and the '
+                          'planner compare stamps with the ROS clock and a client clock is not '
+                          'synchronised with it')
 
 
 class FrameResponse(BaseModel):
-    """The latest result of the task (or, for /vln/frame/sync, the result of this frame)."""
+    """The latest result of the task (or, for /vln/frame/sync, the result covering this frame).
+
+    A sync frame is answered by the first result of its task whose keyframe was captured at or
+    after it (result_stamp >= frame_stamp): perception may answer a newer frame than a waiting
+    keyframe, and that answer is about a scene at least as new.
+    """
 
     task_id: str
     sequence: int = Field(description='0 while the task has no result yet')
@@ -153,9 +170,12 @@ class FrameResponse(BaseModel):
     visualized_frame: str | None = Field(
         None, description='base64 JPEG of the debug view when the task enables visualization')
     frame_accepted: bool = Field(description='published and a perception node listens')
-    frame_stamp: float = Field(description='stamp the bridge gave this frame (s, ROS clock)')
-    result_stamp: float | None = Field(None, description='capture stamp of the result')
-    timestamp: float | None = Field(None, description='the request timestamp, echoed')
+    frame_stamp: float = Field(
+        description="stamp the bridge gave this frame on arrival (s, the bridge's ROS clock)")
+    result_stamp: float | None = Field(
+        None, description='capture stamp of the keyframe the result answers (s, ROS clock); '
+                          'null while the task has no result')
+    timestamp: float | None = Field(None, description="the request's timestamp, unchanged")
 
 
 class VideoRequest(BaseModel):
@@ -190,6 +210,8 @@ class RosHealth(BaseModel):
     perception_node: bool = Field(description='something subscribes to the frames published')
     planner_node: bool = Field(False, description='vln/estop is served')
     active_task: str | None
+    estop: bool | None = Field(None, description='the e-stop as the planner latches it on '
+                                                 'vln/estop_state; null: no state received')
 
 
 class ModelServerHealth(BaseModel):
@@ -214,12 +236,15 @@ class EstopRequest(BaseModel):
 
 
 class EstopResponse(BaseModel):
-    """The e-stop state as last set through this bridge."""
+    """The planner's e-stop state, as it latches it on vln/estop_state (whoever set it)."""
 
-    engaged: bool | None = Field(description='null when not set through this bridge yet')
-    success: bool = Field(description='the planner accepted the last request')
+    engaged: bool | None = Field(
+        description='null when no state has been received from the planner')
+    success: bool = Field(description='GET: a planner state is known; POST: the planner '
+                                      'accepted the request')
     message: str
-    stamp: float = Field(description='when it was set (s, ROS clock); 0 when never')
+    stamp: float = Field(description='when the bridge received that state (s, ROS clock); 0 '
+                                     'when never')
 
 
 class CmdVelSample(BaseModel):
@@ -243,11 +268,15 @@ class SourceRequest(BaseModel):
 
     model_config = ConfigDict(allow_inf_nan=False)
 
-    path: str | None = Field(None, min_length=1, max_length=4096,
-                             description='a video file on the bridge machine')
+    path: str | None = Field(
+        None, min_length=1, max_length=4096,
+        description='a video file on the bridge machine under the directory of the bridge '
+                    'parameter media_dir (relative paths are taken from there); a path that '
+                    "resolves outside it, through '..' or a symlink, is refused with 403")
     url: str | None = Field(None, min_length=1, max_length=4096,
-                            description='http(s)/rtsp/rtmp stream opened by OpenCV (FFmpeg); '
-                                        'needs network access from the bridge')
+                            description='http:// or https:// video opened by OpenCV (FFmpeg); '
+                                        'needs network access from the bridge. Other schemes '
+                                        '(rtsp, rtmp, file, ...) are refused with 422')
     upload: str | None = Field(None, min_length=1,
                                description='base64 video or data URL, up to max_body_bytes')
     filename: str | None = Field(None, max_length=255, description='name of the upload')

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections import OrderedDict, deque
+import os
 import threading
 import time
 
@@ -21,16 +22,18 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Bool
 from std_srvs.srv import SetBool
 from vln_ros_interfaces.msg import NavigationResult, TaskConfig, TaskState
 from vln_ros_interfaces.srv import CreateTask, GetTask, StopTask
 
 from vln_ros.bridge.errors import BridgeError
 from vln_ros.bridge.limits import Frame
-from vln_ros.bridge.settings import BridgeSettings
+from vln_ros.bridge.settings import DEFAULT_MEDIA_DIR, BridgeSettings
 from vln_ros.core.images import ImageError, bgr_to_image_fields, image_to_bgr
 from vln_ros.core.statuses import TASK_ACTIVE, result_name
 from vln_ros.nodes.ros_common import (
+    ESTOP_STATE_TOPIC,
     LATCHED_QOS,
     RELIABLE_QOS,
     SENSOR_QOS,
@@ -49,6 +52,10 @@ _CMD_VEL_MAX_SAMPLES = 2000  # bounds memory whatever the command rate
 # polls GET /vln/cmd_vel, and dropped after this long without a poll.
 _CMD_VEL_IDLE_S = 30.0
 _SOURCE_JPEG_QUALITY = 90
+# POST /vln/estop answers with the state the planner then latches; it waits this long for it.
+_ESTOP_ECHO_S = 1.0
+_NO_ESTOP_STATE = (f'no e-stop state received from the planner on {ESTOP_STATE_TOPIC} (is the '
+                   'planner_node running?)')
 
 
 def _stamp_ns(stamp) -> int:
@@ -114,6 +121,9 @@ class BridgeNode(Node):
                             read_only=True)
         self.port = declare(self, 'port', 20000, 'TCP port; 0 picks a free one', 0, 65535,
                             read_only=True)
+        self.allow_insecure = declare(
+            self, 'allow_insecure', False, 'Serve a non-loopback host without an api_key (the '
+            'API, e-stop included, is then open to anyone on the network)', read_only=True)
         self.settings = BridgeSettings(
             api_key=declare(self, 'api_key', '', 'Bearer key required on every endpoint but '
                             '/health; empty: none', read_only=True),
@@ -155,12 +165,17 @@ class BridgeNode(Node):
             source_open_timeout=declare(self, 'source.open_timeout', 5.0,
                                         'Timeout of opening a video source URL (s)', 0.1,
                                         60.0, read_only=True),
+            media_dir=os.path.expanduser(declare(
+                self, 'media_dir', DEFAULT_MEDIA_DIR, 'POST /vln/source plays video files '
+                'under this directory only (symlinks resolved)', read_only=True)),
         )
         stamped = declare(self, 'use_stamped_cmd_vel', False,
                           'cmd_vel is TwistStamped (as the planner parameter)', read_only=True)
-        topic_type = declare(self, 'frame_topic_type', 'compressed',
-                             'Publish frames as compressed (CompressedImage, no decode), raw '
-                             '(Image, decoded off the request path) or both', read_only=True)
+        # raw by default: what the perception node subscribes to by default.
+        topic_type = declare(self, 'frame_topic_type', 'raw',
+                             'Publish frames as raw (Image on camera/image_raw, decoded off '
+                             'the request path), compressed (CompressedImage on '
+                             'camera/image_raw/compressed, no decode) or both', read_only=True)
         if topic_type not in FRAME_TOPIC_TYPES:
             raise ValueError(f'frame_topic_type must be one of {FRAME_TOPIC_TYPES}, '
                              f'got {topic_type!r}')
@@ -185,8 +200,11 @@ class BridgeNode(Node):
         self._debug_pending: _Bounded = _Bounded(16)
         self._cmd_vel: deque[tuple[float, float, float, float]] = deque(
             maxlen=_CMD_VEL_MAX_SAMPLES)
-        self._estop = {'engaged': None, 'success': False, 'message': 'not set through this '
-                       'bridge', 'stamp': 0.0}
+        # The planner's e-stop as it latches it on vln/estop_state (None: nothing received).
+        self._estop = {'engaged': None, 'success': False, 'message': _NO_ESTOP_STATE,
+                       'stamp': 0.0}
+        self._estop_seq = 0  # messages received on vln/estop_state
+        self._estop_waiters: list[tuple[int, bool, asyncio.Future]] = []  # loop thread only
 
         self._compressed_pub = self._raw_pub = None
         if topic_type in ('compressed', 'both'):
@@ -196,6 +214,7 @@ class BridgeNode(Node):
             self._raw_pub = self.create_publisher(Image, 'camera/image_raw', SENSOR_QOS)
         self.create_subscription(NavigationResult, 'vln/result', self._on_result, RELIABLE_QOS)
         self.create_subscription(TaskState, 'vln/task_state', self._on_task_state, LATCHED_QOS)
+        self.create_subscription(Bool, ESTOP_STATE_TOPIC, self._on_estop_state, LATCHED_QOS)
         # JPEG-encoding a debug image takes milliseconds: keep it off the result callbacks.
         self.create_subscription(Image, 'vln/debug_image', self._on_debug_image, 2,
                                  callback_group=MutuallyExclusiveCallbackGroup())
@@ -209,7 +228,8 @@ class BridgeNode(Node):
         self._get_cli = self.create_client(GetTask, 'vln/get_task')
         self.get_logger().info(
             f'bridge node ready: frames on {topic_type} camera topics, model server '
-            f'{self.settings.vlm_base_url}, api key {"on" if self.settings.api_key else "off"}')
+            f'{self.settings.vlm_base_url}, api key {"on" if self.settings.api_key else "off"}, '
+            f'video files from {self.settings.media_dir}')
 
     def _string_array(self, name: str, description: str) -> list[str]:
         desc = ParameterDescriptor(description=description,
@@ -284,6 +304,18 @@ class BridgeNode(Node):
                 item = self._debug_item(stamp_ns, encoded, *key)
         self._hand_over(self._dispatch_debug, stamp_ns, encoded, item)
 
+    def _on_estop_state(self, msg: Bool) -> None:
+        engaged = bool(msg.data)
+        word = 'engaged' if engaged else 'released'
+        state = {'engaged': engaged, 'success': True,
+                 'message': f'the planner reports the e-stop {word}',
+                 'stamp': self.get_clock().now().nanoseconds * 1e-9}
+        with self._lock:
+            self._estop = state
+            self._estop_seq += 1
+            seq = self._estop_seq
+        self._hand_over(self._dispatch_estop, seq, dict(state))
+
     def _drop_idle_cmd_vel(self) -> None:
         with self._lock:
             sub = self._cmd_sub
@@ -312,10 +344,24 @@ class BridgeNode(Node):
             queue.put_nowait(item)
 
     def _dispatch_result(self, result: dict) -> None:
-        entry = self._waiters.pop(result['stamp_ns'], None)
-        if entry is not None and entry[0] == result['task_id'] and not entry[1].done():
-            entry[1].set_result(result)
+        # A result covers every waiting frame of its task captured at or before its keyframe:
+        # perception answers the newest frame when a queued keyframe gets its turn, so a
+        # waiter's own stamp may never come back, but the scene answered is at least as new.
+        stamp_ns = result['stamp_ns']
+        for waiter_ns, (task_id, future) in list(self._waiters.items()):
+            if waiter_ns <= stamp_ns and task_id == result['task_id']:
+                del self._waiters[waiter_ns]
+                if not future.done():
+                    future.set_result(result)
         self._feed(result['task_id'], {'type': 'result', **result})
+
+    def _dispatch_estop(self, seq: int, state: dict) -> None:
+        for entry in list(self._estop_waiters):
+            after, engaged, future = entry
+            if seq > after and state['engaged'] == engaged:
+                self._estop_waiters.remove(entry)
+                if not future.done():
+                    future.set_result(state)
 
     def _dispatch_state(self, state: dict) -> None:
         if state['status'] != TASK_ACTIVE:
@@ -359,7 +405,11 @@ class BridgeNode(Node):
 
     async def publish_frame(self, task_id: str, frame: Frame, want_result: bool = False
                             ) -> tuple[int, asyncio.Future | None, bool]:
-        """Publish a checked frame as the camera; optionally register for its result."""
+        """Publish a checked frame as the camera; optionally register for its result.
+
+        The result future gets the first result of the task whose keyframe was captured at or
+        after this frame (see _dispatch_result).
+        """
         stamp_ns = self._next_stamp_ns()
         future = None
         if want_result:
@@ -526,7 +576,11 @@ class BridgeNode(Node):
         return task
 
     async def set_estop(self, engaged: bool) -> dict:
-        """Call the planner's vln/estop; 409 no_planner when nothing serves it."""
+        """Call the planner's vln/estop; answer with the state it then latches.
+
+        409 no_planner when nothing serves vln/estop. When vln/estop_state lags behind the
+        service answer (more than a second), the answer says what was requested.
+        """
         unavailable = BridgeError(
             409, 'no_planner', f'no node serves {self._estop_cli.srv_name} (is the '
             'planner_node running?): the e-stop cannot be delivered, and no vln_ros planner '
@@ -534,21 +588,34 @@ class BridgeNode(Node):
         if not self._estop_cli.service_is_ready() and not self._service_in_graph(
                 self._estop_cli.srv_name):
             raise unavailable  # at once: waiting only helps a service being discovered
-        response = await self._call(self._estop_cli, SetBool.Request(data=bool(engaged)),
-                                    'estop', unavailable)
-        state = {'engaged': bool(engaged), 'success': bool(response.success),
-                 'message': response.message,
-                 'stamp': self.get_clock().now().nanoseconds * 1e-9}
-        if response.success:
-            with self._lock:
-                self._estop = state
-        return state
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            seq = self._estop_seq
+        echo = loop.create_future()
+        entry = (seq, bool(engaged), echo)
+        self._estop_waiters.append(entry)
+        try:
+            response = await self._call(self._estop_cli, SetBool.Request(data=bool(engaged)),
+                                        'estop', unavailable)
+            if not response.success:
+                return {**self.estop_state(), 'success': False, 'message': response.message}
+            try:
+                state = await asyncio.wait_for(echo, _ESTOP_ECHO_S)
+            except asyncio.TimeoutError:
+                return {'engaged': bool(engaged), 'success': True,
+                        'message': f'{response.message} (not yet confirmed on '
+                                   f'{ESTOP_STATE_TOPIC})',
+                        'stamp': self.get_clock().now().nanoseconds * 1e-9}
+            return {**state, 'message': response.message}
+        finally:
+            if entry in self._estop_waiters:
+                self._estop_waiters.remove(entry)
 
     def _service_in_graph(self, name: str) -> bool:
         return any(service == name for service, _ in self.get_service_names_and_types())
 
     def estop_state(self) -> dict:
-        """The e-stop state last set through this bridge."""
+        """The planner's e-stop as last received on vln/estop_state (engaged None: never)."""
         with self._lock:
             return dict(self._estop)
 
@@ -608,4 +675,5 @@ class BridgeNode(Node):
         return {'nodes': nodes, 'task_node': self._create_cli.service_is_ready(),
                 'perception_node': listeners > 0,
                 'planner_node': self._estop_cli.service_is_ready(),
-                'active_task': active['task_id'] if active else None}
+                'active_task': active['task_id'] if active else None,
+                'estop': self.estop_state()['engaged']}

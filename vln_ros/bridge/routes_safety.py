@@ -27,6 +27,8 @@ def build_router(ctx: BridgeContext) -> APIRouter:
     async def estop(body: EstopRequest) -> dict:
         """Engage (cmd_vel zero at once and held) or release the planner's e-stop.
 
+        Answers with the state the planner then latches on vln/estop_state (or with the
+        request, said so in the message, when that topic lags a second behind the service).
         409 no_planner when no node serves vln/estop: the graph, not the server, is in a
         state where an e-stop cannot be delivered (and nothing of vln_ros drives the robot).
         """
@@ -34,7 +36,10 @@ def build_router(ctx: BridgeContext) -> APIRouter:
 
     @router.get('/vln/estop', response_model=EstopResponse, tags=['safety'])
     async def estop_state() -> dict:
-        """The e-stop state last set through this bridge (engaged null: never set)."""
+        """The planner's e-stop state from vln/estop_state, whoever set it.
+
+        engaged null (and a message) while no state has been received from the planner.
+        """
         return ros.estop_state()
 
     @router.get('/vln/cmd_vel', response_model=CmdVelResponse, responses=ERRORS,

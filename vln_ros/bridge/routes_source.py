@@ -10,11 +10,11 @@ from vln_ros.bridge.context import BridgeContext
 from vln_ros.bridge.errors import BridgeError
 from vln_ros.bridge.models import ERRORS, ErrorResponse, SourceRequest, SourceStatus, check_text
 from vln_ros.bridge.video import VideoError, decode_base64_video
-from vln_ros.bridge.video_source import save_upload
+from vln_ros.bridge.video_source import resolve_media_path, save_upload
 
 # Video source errors that are not plain 400s.
 SOURCE_STATUS = {'no_such_file': 404, 'no_source': 409, 'invalid_url': 422,
-                 'invalid_path': 422, 'invalid_fps': 422}
+                 'invalid_path': 422, 'invalid_fps': 422, 'outside_media_dir': 403}
 
 
 def source_error(exc: VideoError) -> BridgeError:
@@ -25,16 +25,19 @@ def source_error(exc: VideoError) -> BridgeError:
 def build_router(ctx: BridgeContext) -> APIRouter:
     """Start, pause, resume, stop and inspect the video source."""
     router = APIRouter()
-    source = ctx.source
+    source, media_dir = ctx.source, ctx.settings.media_dir
 
     @router.post('/vln/source', response_model=SourceStatus,
-                 responses={**ERRORS, 404: {'model': ErrorResponse}}, tags=['video source'])
+                 responses={**ERRORS, 403: {'model': ErrorResponse}}, tags=['video source'])
     async def source_start(body: SourceRequest) -> dict:
         """Play a video into the camera topic at its frame rate (replaces the current one).
 
         The bridge publishes the decoded frames as it publishes /vln/frame frames (parameter
         frame_topic_type), so the perception node sees them as its camera. Do not use it
         while another camera (the simulator, a robot) publishes on the same topic.
+
+        Files are played from the bridge parameter media_dir only (403 outside it, also
+        through '..' or a symlink); URLs must be http(s) (422 otherwise).
         """
         given = [name for name in ('path', 'url', 'upload') if getattr(body, name)]
         if len(given) != 1:
@@ -54,9 +57,10 @@ def build_router(ctx: BridgeContext) -> APIRouter:
                     except OSError:
                         pass
             else:
-                target = body.path or body.url or ''
-                check_text(target)
-                label = target
+                label = check_text(body.path or body.url or '')
+                # The resolved path is what gets opened: a symlink swapped later cannot
+                # redirect it.
+                target = resolve_media_path(label, media_dir) if body.path else label
             return await asyncio.to_thread(source.start, target, bool(body.url), body.fps,
                                            body.loop, label, cleanup)
         except VideoError as exc:

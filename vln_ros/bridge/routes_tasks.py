@@ -53,11 +53,10 @@ def build_router(ctx: BridgeContext) -> APIRouter:
     async def create_task(body: CreateTaskRequest) -> dict:
         """Create a task and make it the active one (this is how instructions are switched)."""
         config = body.config or TaskConfigModel()
-        reply = await ros.create_task(
-            body.instruction,
-            config.output_fps if config.output_fps is not None else 0.0,
-            config.keyframe_threshold if config.keyframe_threshold is not None else -1.0,
-            config.enable_visualization)
+        # null and 0 both go out as 0.0: the services' "node default" (core task_setting).
+        reply = await ros.create_task(body.instruction, config.output_fps or 0.0,
+                                      config.keyframe_threshold or 0.0,
+                                      config.enable_visualization)
         if not reply['accepted']:
             raise BridgeError(422, 'task_refused', reply['message'] or 'task refused')
         return {'task_id': reply['task_id'], 'accepted': True, 'message': reply['message'],
@@ -104,11 +103,13 @@ def build_router(ctx: BridgeContext) -> APIRouter:
     @router.post('/vln/frame/sync', response_model=FrameResponse,
                  responses={**ERRORS, 504: {'model': ErrorResponse}}, tags=['frames'])
     async def frame_sync(body: FrameRequest, request: Request) -> dict:
-        """Publish a frame and wait for the result computed from it (up to sync_timeout).
+        """Publish a frame and wait for the result that covers it (up to sync_timeout).
 
-        Only keyframes get results: create the task with keyframe_threshold 0 and send sync
-        frames no faster than the perception node's keyframe_min_interval. A frame that
-        gets no result in time is answered 504.
+        That is the first result of the task whose keyframe was captured at or after this
+        frame: this frame's own, or a newer frame's when perception sent the newest frame in
+        its place (result_stamp says which). Only keyframes get results: create the task with
+        a small keyframe_threshold (e.g. 0.001), send frames that differ, no faster than the
+        perception node's keyframe_min_interval. A frame with no result in time gets 504.
         """
         active, stamp_ns, future, accepted = await ctx.ingest(body.task_id, body.frame,
                                                               client_of(request), True)
@@ -124,11 +125,12 @@ def build_router(ctx: BridgeContext) -> APIRouter:
                 504, 'no_result',
                 f'no result for this frame within {settings.sync_timeout:g} s (parameter '
                 'sync_timeout): either the perception node did not take it as a keyframe '
-                '(too similar to the last keyframe or sooner than keyframe_min_interval '
-                'after it: create the task with keyframe_threshold 0 for sync use) or the '
-                'model did not answer in time') from None
-        visual = await ros.wait_debug_image(stamp_ns, 1.0) if active.get('visualize') \
-            else None
+                '(too similar to the last keyframe, or sooner than keyframe_min_interval '
+                'after it: for sync use, create the task with a small keyframe_threshold '
+                'such as 0.001 and send frames that differ) or the model did not answer in '
+                'time') from None
+        visual = await ros.wait_debug_image(result['stamp_ns'], 1.0) \
+            if active.get('visualize') else None
         return frame_response(result, stamp_ns, accepted, body.timestamp, visual)
 
     return router

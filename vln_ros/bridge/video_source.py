@@ -21,15 +21,16 @@ import numpy as np
 
 from vln_ros.bridge.video import VideoError
 
-# Schemes handed to OpenCV's FFmpeg backend; anything else (file:, data:, ...) is refused.
-URL_SCHEMES = ('http', 'https', 'rtsp', 'rtmp')
+# Schemes handed to OpenCV's FFmpeg backend. Anything else is refused: file: would bypass
+# media_dir, and rtsp/rtmp give FFmpeg protocol handlers a client should not reach.
+URL_SCHEMES = ('http', 'https')
 DEFAULT_FPS = 30.0  # when the container does not say
 MAX_FPS = 120.0
 STATES = ('idle', 'playing', 'paused', 'ended', 'stopped', 'error')
 
 
 def check_url(url: str) -> str:
-    """Return ``url`` when OpenCV may open it: http(s)/rtsp/rtmp with a host, no spaces."""
+    """Return ``url`` when OpenCV may open it: http(s) with a host, no spaces."""
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise VideoError('invalid_url', 'video URL must not contain spaces or control '
                          'characters')
@@ -39,9 +40,28 @@ def check_url(url: str) -> str:
     except ValueError as exc:
         raise VideoError('invalid_url', f'video URL cannot be parsed: {exc}') from None
     if parts.scheme.lower() not in URL_SCHEMES or not host:
-        raise VideoError('invalid_url', 'video URL must be http://, https://, rtsp:// or '
-                         'rtmp:// with a host (use "path" for a file on the bridge machine)')
+        raise VideoError('invalid_url', 'video URL must be http:// or https:// with a host '
+                         '(use "path" for a file in the bridge\'s media_dir, or "upload")')
     return url
+
+
+def resolve_media_path(path: str, media_dir: str) -> str:
+    """The real path of ``path`` when it lies under ``media_dir``; VideoError otherwise.
+
+    Relative paths are taken from media_dir. '..' and symlinks are resolved before the check,
+    so neither leads outside it; the resolved path is what gets opened.
+    """
+    if '\x00' in path:
+        raise VideoError('invalid_path', 'video path must not contain NUL characters')
+    if not media_dir:
+        raise VideoError('outside_media_dir', 'playing files is off: the bridge parameter '
+                         'media_dir is empty (upload the video instead)')
+    root = os.path.realpath(os.path.expanduser(media_dir))
+    real = os.path.realpath(os.path.join(root, os.path.expanduser(path)))
+    if os.path.commonpath([root, real]) != root:
+        raise VideoError('outside_media_dir', f'"{path}" is outside the media directory {root} '
+                         '(bridge parameter media_dir): copy the video there, or upload it')
+    return real
 
 
 def check_path(path: str) -> str:
