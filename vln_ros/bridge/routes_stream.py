@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -35,8 +36,11 @@ def build_router(ctx: BridgeContext) -> APIRouter:
         try:
             await ctx.require_active(task_id)
         except BridgeError as exc:
-            await send_error(exc.status, exc.code, exc.message)
-            await websocket.close(code=4000 + exc.status, reason=exc.code)
+            # The client (or a shutdown) may have closed the socket while the task was
+            # looked up: nothing is left to tell.
+            with contextlib.suppress(WebSocketDisconnect):
+                await send_error(exc.status, exc.code, exc.message)
+                await websocket.close(code=4000 + exc.status, reason=exc.code)
             return
         queue = ros.subscribe(task_id, debug_images)
         if debug_images and (latest := ros.latest_debug_image(task_id)) is not None:
