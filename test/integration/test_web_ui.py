@@ -50,10 +50,15 @@ def stack(tmp_path_factory):
             'keyframe_max_interval': 1.0})
         group.start_node('planner_node', params={'result_timeout': 5.0,
                                                  'expected_latency': 0.75})
-        url = group.start_bridge('vln_bridge', **{'vlm.base_url': oracle})
+        media = group.log_dir / 'media'
+        media.mkdir()
+        # Compressed: the video source's frames stay off the simulator's raw camera topic.
+        url = group.start_bridge('vln_bridge', **{'vlm.base_url': oracle,
+                                                  'frame_topic_type': 'compressed',
+                                                  'media_dir': str(media)})
         wait_for_health(url, lambda body: body['ros']['task_node'] and body['ros'][
             'planner_node'] and '/perception_node' in body['ros']['nodes'])
-        yield {'url': url, 'group': group}
+        yield {'url': url, 'group': group, 'media': media}
     finally:
         group.stop_all()
 
@@ -157,7 +162,8 @@ def test_page_runs_a_task_switches_estops_and_stops(stack, page, client, tmp_pat
     assert page.get_attribute('#live', 'data-sequence')
 
     # E-stop: the planner zeroes cmd_vel and holds it; release lets it move again.
-    page.click('#estop')
+    page.wait_for_selector('#estop-state[data-engaged="false"]', timeout=10000)
+    page.click('#estop-engage')
     page.wait_for_selector('#estop-state[data-engaged="true"]', timeout=10000)
     assert client.get('/vln/estop').json()['engaged'] is True
     engaged_at = client.get('/vln/cmd_vel').json()['now']
@@ -165,9 +171,28 @@ def test_page_runs_a_task_switches_estops_and_stops(stack, page, client, tmp_pat
         f'/vln/cmd_vel?since={engaged_at + 0.2}').json()['samples']]) >= 10, 10, period=0.1)
     held = client.get(f'/vln/cmd_vel?since={engaged_at + 0.2}').json()['samples']
     assert all(s['linear_x'] == 0.0 and s['angular_z'] == 0.0 for s in held)
-    page.click('#estop')
+    engage_again = page.text_content('#estop-engage')
+    assert engage_again == 'Engage e-stop'  # explicit controls, not a toggle
+
+    # Release asks first; dismissing the dialog keeps the e-stop engaged.
+    posts = []
+    page.on('request', lambda req: posts.append(req.url) if req.method == 'POST'
+            and req.url.endswith('/vln/estop') else None)
+    dialogs = []
+    page.once('dialog', lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.click('#estop-release')
+    page.wait_for_selector('#estop-msg:has-text("release cancelled")', timeout=5000)
+    # The next poll of the planner's state, after the dismissal, still says engaged.
+    with page.expect_response(lambda r: r.url.endswith('/vln/estop')
+                              and r.request.method == 'GET', timeout=10000):
+        pass
+    assert page.get_attribute('#estop-state', 'data-engaged') == 'true'
+    assert client.get('/vln/estop').json()['engaged'] is True
+    assert posts == [] and dialogs and 'Release the e-stop' in dialogs[0]
+    page.once('dialog', lambda d: d.accept())
+    page.click('#estop-release')
     page.wait_for_selector('#estop-state[data-engaged="false"]', timeout=10000)
-    assert page.text_content('#estop') == 'E-STOP'
+    assert client.get('/vln/estop').json()['engaged'] is False and len(posts) == 1
     # The history table catches up with the latest answer (newest row first).
     _wait_page(page, """() => {
         const latest = $('result-status').textContent.match(/keyframe (\\d+)/);
@@ -187,8 +212,31 @@ def test_page_runs_a_task_switches_estops_and_stops(stack, page, client, tmp_pat
     assert page.errors == []
 
 
+def test_page_shows_a_task_made_elsewhere_and_the_planners_estop(stack, page, client, ros):
+    """State the page did not make itself: a task created over REST, an e-stop set on ROS."""
+    from std_srvs.srv import SetBool
+
+    page.goto(stack['url'] + '/ui/')
+    page.wait_for_selector('#estop-state[data-engaged="false"]', timeout=15000)
+    task_id = client.post('/vln/task/create', json={
+        'instruction': 'find the yellow box'}).json()['task_id']
+    page.wait_for_selector(f'#active-task:has-text("{task_id}")', timeout=15000)
+    page.wait_for_selector('#active-task:has-text("find the yellow box")', timeout=10000)
+
+    cli = ros.node.create_client(SetBool, 'vln/estop')
+    try:
+        assert ros.call(cli, SetBool.Request(data=True)).success
+        page.wait_for_selector('#estop-state[data-engaged="true"]', timeout=10000)
+        assert ros.call(cli, SetBool.Request(data=False)).success
+        page.wait_for_selector('#estop-state[data-engaged="false"]', timeout=10000)
+    finally:
+        ros.call(cli, SetBool.Request(data=False))
+        client.post(f'/vln/task/{task_id}/stop')
+    assert page.errors == []
+
+
 def test_page_plays_pauses_and_stops_a_video_source(stack, page, client, tmp_path):
-    video = _write_video(tmp_path / 'clip.avi')
+    video = _write_video(stack['media'] / 'clip.avi')
     page.goto(stack['url'] + '/ui/')
     page.select_option('#source-kind', 'path')
     page.fill('#source-text', video)
@@ -203,9 +251,12 @@ def test_page_plays_pauses_and_stops_a_video_source(stack, page, client, tmp_pat
     page.click('#source-stop')
     page.wait_for_selector('#source-state[data-state="stopped"]', timeout=5000)
     # A bad path is explained on the page.
-    page.fill('#source-text', str(tmp_path / 'missing.mp4'))
+    page.fill('#source-text', 'missing.mp4')
     page.click('#source-start')
     page.wait_for_selector('#source-state.error:has-text("no_such_file")', timeout=5000)
+    page.fill('#source-text', str(tmp_path / 'elsewhere.mp4'))
+    page.click('#source-start')
+    page.wait_for_selector('#source-state.error:has-text("media_dir")', timeout=5000)
     assert page.errors == []
 
 
@@ -248,14 +299,31 @@ def test_video_source_publishes_on_the_camera_topic_at_its_rate(client, ros, tmp
     assert client.post('/vln/source/pause').json()['error']['code'] == 'no_source'
 
 
-def test_source_requests_are_checked(client, tmp_path):
+def test_source_requests_are_checked(client, stack, tmp_path):
     def post(body):
         r = client.post('/vln/source', json=body)
         return r.status_code, r.json().get('error', {}).get('code')
 
-    assert post({'path': str(tmp_path / 'none.mp4')}) == (404, 'no_such_file')
-    assert post({'path': str(tmp_path)}) == (404, 'no_such_file')
-    assert post({'url': 'file:///etc/hostname'}) == (422, 'invalid_url')
+    media = stack['media']
+    assert post({'path': str(media / 'none.mp4')}) == (404, 'no_such_file')
+    assert post({'path': 'none.mp4'}) == (404, 'no_such_file')  # relative: from media_dir
+    assert post({'path': str(media)}) == (404, 'no_such_file')
+    # Files outside media_dir are refused, also through '..' or a symlink, existing or not.
+    outside = _write_video(tmp_path / 'outside.avi')
+    link = media / 'link.avi'
+    link.symlink_to(outside)
+    try:
+        for path in (outside, str(tmp_path / 'none.mp4'), '../outside.avi',
+                     f'{media}/../{pathlib.Path(outside).name}', 'link.avi', '/etc/hostname'):
+            r = client.post('/vln/source', json={'path': path})
+            assert r.status_code == 403, (path, r.text)
+            error = r.json()['error']
+            assert error['code'] == 'outside_media_dir' and 'media_dir' in error['message']
+    finally:
+        link.unlink()
+    for url in ('file:///etc/hostname', 'rtsp://127.0.0.1:8554/cam', 'rtmp://127.0.0.1/live',
+                'ftp://127.0.0.1/a.mp4', 'concat:/etc/hostname'):
+        assert post({'url': url}) == (422, 'invalid_url'), url
     assert post({'path': '/a.mp4', 'url': 'http://host/a.mp4'}) == (422, 'invalid_request')
     assert post({}) == (422, 'invalid_request')
     assert post({'upload': 'bm90IGEgdmlkZW8=', 'fps': 10}) == (400, 'undecodable_video')

@@ -11,7 +11,7 @@ const state = {
   task: null,          // id of the task the page follows
   ws: null,
   tasks: new Map(),    // id -> instruction, for the history selector
-  estop: null,         // true / false / null (not set from here)
+  estop: null,         // the planner's e-stop: true / false / null (no state received)
   cmd: [],             // [t, linear_x, angular_z]
   cmdSince: 0,
   cmdNow: 0,
@@ -119,19 +119,30 @@ async function stopTask() {
 
 function showActive(id, instruction) {
   state.task = id;
-  $('active-task').textContent = id ? `${id}: "${instruction || state.tasks.get(id) || ''}"`
-    : 'no active task';
+  const text = instruction || (id && state.tasks.get(id)) || '';
+  $('active-task').textContent = !id ? 'no active task' : text ? `${id}: "${text}"` : id;
   $('active-task').classList.toggle('muted', !id);
   $('create').textContent = id ? 'Switch task' : 'Start task';
   $('stop').disabled = !id;
 }
 
 function follow(id, instruction) {
-  if (!state.tasks.has(id)) state.tasks.set(id, instruction || '');
+  if (!state.tasks.has(id) || instruction) state.tasks.set(id, instruction || '');
   showActive(id, instruction);
   renderTaskSelect(id);
   connectStream(id);
   refreshHistory();
+  // /health names the active task by id only: a task created elsewhere (REST, ROS) gets its
+  // instruction from the task service.
+  if (!state.tasks.get(id)) loadInstruction(id);
+}
+
+async function loadInstruction(id) {
+  const task = await guarded('task-msg', () => api('GET', `/vln/task/${id}?history_limit=1`));
+  if (!task || !task.instruction) return;
+  state.tasks.set(id, task.instruction);
+  renderTaskSelect($('history-task').value || id);
+  if (state.task === id) showActive(id, task.instruction);
 }
 
 function connectStream(id) {
@@ -220,21 +231,40 @@ async function refreshHistory() {
 
 // ---------------------------------------------------------------- e-stop
 
+// The state shown is the planner's (vln/estop_state through GET /vln/estop), whoever set it.
 function showEstop(engaged, message) {
   state.estop = engaged;
-  const button = $('estop');
-  button.classList.toggle('engaged', engaged === true);
-  button.textContent = engaged ? 'RELEASE E-STOP' : 'E-STOP';
-  $('estop-state').textContent = engaged === null ? 'not set from this page'
-    : engaged ? 'ENGAGED: cmd_vel held at zero' : 'released';
-  $('estop-state').title = message || '';
-  $('estop-state').dataset.engaged = String(engaged);
+  const el = $('estop-state');
+  el.textContent = engaged === null ? `unknown: ${message || 'no planner state'}`
+    : engaged ? 'ENGAGED: the planner holds cmd_vel at zero' : 'released';
+  el.title = message || '';
+  el.dataset.engaged = String(engaged);
+  el.classList.toggle('engaged', engaged === true);
+  el.classList.toggle('muted', engaged !== true);
 }
 
-async function toggleEstop() {
-  const reply = await guarded('estop-state', () => api('POST', '/vln/estop',
-    { engaged: state.estop !== true }));
-  if (reply) showEstop(reply.engaged, reply.message);
+async function setEstop(engaged) {
+  const reply = await guarded('estop-msg', () => api('POST', '/vln/estop', { engaged }));
+  if (!reply) return;
+  say('estop-msg', reply.message);
+  showEstop(reply.engaged, reply.message);
+}
+
+function releaseEstop() {
+  if (!window.confirm('Release the e-stop? The planner may drive the robot again at once.')) {
+    say('estop-msg', 'release cancelled: the e-stop stays as it is');
+    return;
+  }
+  setEstop(false);
+}
+
+async function pollEstop() {
+  try {
+    const s = await api('GET', '/vln/estop');
+    showEstop(s.engaged, s.message);
+  } catch (err) {
+    showEstop(null, err.message);
+  }
 }
 
 // ---------------------------------------------------------------- velocity plot
@@ -328,8 +358,8 @@ function onSourceKind() {
   const kind = $('source-kind').value;
   $('source-file').hidden = kind !== 'upload';
   $('source-text').hidden = kind === 'upload';
-  $('source-text').placeholder = kind === 'url' ? 'rtsp://camera/stream (needs network)'
-    : '/path/to/video.mp4';
+  $('source-text').placeholder = kind === 'url' ? 'https://camera/stream.mjpg (needs network)'
+    : 'clip.mp4 (under media_dir)';
 }
 
 // ---------------------------------------------------------------- wiring
@@ -345,7 +375,8 @@ function init() {
   });
   $('create').addEventListener('click', createTask);
   $('stop').addEventListener('click', stopTask);
-  $('estop').addEventListener('click', toggleEstop);
+  $('estop-engage').addEventListener('click', () => setEstop(true));
+  $('estop-release').addEventListener('click', releaseEstop);
   $('history-task').addEventListener('change', refreshHistory);
   $('source-kind').addEventListener('change', onSourceKind);
   $('source-start').addEventListener('click', startSource);
@@ -354,7 +385,7 @@ function init() {
   }
   $('stop').disabled = true;
   onSourceKind();
-  api('GET', '/vln/estop').then((s) => showEstop(s.engaged, s.message)).catch(() => {});
+  every(1000, pollEstop);
   every(2000, pollHealth);
   every(250, pollCmd);
   every(1000, pollSource);
