@@ -531,6 +531,7 @@ ROSDEP_KEYS = {
     'numpy': 'python3-numpy', 'opencv-python-headless': 'python3-opencv',
     'pyyaml': 'python3-yaml', 'httpx': 'python3-httpx', 'fastapi': 'python3-fastapi',
     'uvicorn': 'python3-uvicorn', 'websockets': 'python3-websockets',
+    'pydantic': 'python3-pydantic',
 }
 VENV_ONLY = {'openai', 'rosbags'}  # only "-pip" rosdep keys: a system-wide pip install
 
