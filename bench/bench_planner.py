@@ -78,8 +78,10 @@ def main():
                 ros.spin_for(2.0)
             for rate in (50.0, 100.0):
                 procs = ProcessGroup(log_dir)
+                # publish_idle_zero: no task is active here, and an idle planner falls silent.
                 procs.start_node('planner_node',
-                                 params={'rate_hz': rate, 'use_stamped_cmd_vel': True},
+                                 params={'rate_hz': rate, 'use_stamped_cmd_vel': True,
+                                         'publish_idle_zero': True},
                                  remap={'cmd_vel': 'stamped/cmd_vel'})
                 ros.wait_until(lambda: len(ticks) > 10, 30)
                 ros.spin_for(1.0)
@@ -102,7 +104,8 @@ def main():
 
         # Result arrival -> first command that reflects it (odometry published by us).
         procs = ProcessGroup(log_dir)
-        procs.start_node('planner_node', params={'rate_hz': 50.0, 'schedule_speed': False})
+        procs.start_node('planner_node', params={'rate_hz': 50.0, 'schedule_speed': False,
+                                                 'publish_idle_zero': True})
         ros.wait_until(lambda: len(cmds) > 10, 30)
         state_pub.publish(TaskState(task_id='vln_9_bench1', status='active'))
         delays = []
