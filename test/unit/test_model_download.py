@@ -268,3 +268,18 @@ def test_download_then_verify(model_dir, tmp_path, capsys):
         return subprocess.CompletedProcess(cmd, 1)
     assert md.main(['--local-dir', str(target), '--retries', '0'], which=_which('hf'),
                    run=failing) == 1
+
+
+def test_ctrl_c_during_the_download_is_reported_not_ready(tmp_path, capsys):
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+
+    def interrupted(cmd, timeout):
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C while the CLI downloads
+        return subprocess.CompletedProcess(cmd, 0)
+    rc = md.main(['--local-dir', str(tmp_path / 'm'), '--retries', '0'], which=_which('hf'),
+                 run=interrupted)
+    assert rc == 130  # never 0: a half-downloaded model must not read as ready
+    assert 'interrupted' in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back

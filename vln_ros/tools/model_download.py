@@ -32,6 +32,8 @@ import sys
 import time
 from typing import Callable
 
+from vln_ros.tools.stop_signals import interrupting_once
+
 DEFAULT_MODEL = 'Qwen/Qwen3-VL-32B-Instruct'
 SOURCES = ('auto', 'modelscope', 'huggingface')
 INDEX_FILE = 'model.safetensors.index.json'
@@ -366,7 +368,15 @@ def main(argv: list[str] | None = None, which: Callable[[str], str | None] = shu
     if args.dry_run:
         return 0
     local_dir.mkdir(parents=True, exist_ok=True)
-    if not run_download(cmd, args.retries, args.attempt_timeout or None, run=run):
+    try:
+        with interrupting_once():
+            done = run_download(cmd, args.retries, args.attempt_timeout or None, run=run)
+    except KeyboardInterrupt:
+        # Not 0: a half-downloaded model must never read as ready. The CLI resumes.
+        print(f'vln_model_download: interrupted; run it again to resume into {local_dir}',
+              file=sys.stderr)
+        return 130
+    if not done:
         print(f'vln_model_download: the download failed {args.retries + 1} times; run it '
               'again to resume', file=sys.stderr)
         return 1

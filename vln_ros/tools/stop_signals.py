@@ -4,6 +4,7 @@ ROS-free, shared by the nodes, the bridge and the test model server.
 """
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 
@@ -54,3 +55,15 @@ def interrupt_once() -> None:
         raise KeyboardInterrupt
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
+
+
+@contextlib.contextmanager
+def interrupting_once():
+    """interrupt_once() for a block; the previous handlers come back after it."""
+    previous = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    interrupt_once()
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
