@@ -235,9 +235,11 @@ class PlannerNode(Node):
             active = self._planner.active_task is not None
             idle_zero = self._idle_zero
         moving = cmd.vx != 0.0 or cmd.vy != 0.0 or cmd.wz != 0.0
-        if active or moving or idle_zero:
+        if active or moving:
             self._publish_cmd(cmd.vx, cmd.vy, cmd.wz, now)
-            self._idle_sent = 0 if active or moving else self._idle_sent
+            self._idle_sent = 0  # the next idle spell starts with a full burst of zeros
+        elif idle_zero:
+            self._publish_cmd(0.0, 0.0, 0.0, now)
         elif self._idle_sent < self._idle_burst:
             self._publish_cmd(0.0, 0.0, 0.0, now)
             self._idle_sent += 1
