@@ -38,7 +38,10 @@ def stack(tmp_path_factory):
     group = ProcessGroup(tmp_path_factory.mktemp('bridge_robot_ready'))
     try:
         url = group.start_vlm_server('--latency', str(MODEL_LATENCY), str(MODEL_LATENCY))
-        group.start_node('task_node', params={'db_path': ':memory:', 'expected_followers': 2})
+        # A generous ack wait: on a loaded 2-core machine a just-started perception node can
+        # take over a second to follow the first task, and a frame sent before that is dropped.
+        group.start_node('task_node', params={'db_path': ':memory:', 'expected_followers': 2,
+                                              'switch_ack_timeout': 10.0})
         group.start_node('perception_node', params={'vlm.base_url': url,
                                                     'vlm.timeout': 30.0})
         group.start_node('planner_node', params={'use_odometry': False})
@@ -69,10 +72,28 @@ def _create(client, instruction: str) -> str:
     return r.json()['task_id']
 
 
-def test_default_frame_topics_reach_perception(client):
+def _warm_up(client, task_id: str) -> None:
+    """Send plain frames until the task has a result.
+
+    The bridge can see perception's subscription before perception has matched the bridge's
+    publisher (DDS discovery runs both ways, each at its own pace), and a frame sent in that
+    gap is lost. A result proves the path is open both ways; with mismatched default topics
+    none ever comes, and this fails.
+    """
+    seed = iter(range(1000, 2000))
+
+    def answered() -> bool:
+        r = client.post('/vln/frame', json={'task_id': task_id, 'frame': _jpeg(next(seed))})
+        return r.status_code == 200 and r.json()['sequence'] >= 1
+
+    wait_until(answered, 40, period=FRAME_GAP)
+
+
+def test_default_frame_topics_reach_perception(client, procs):
     # Both sides with their defaults: the bridge publishes what perception subscribes to.
     wait_until(lambda: client.get('/health').json()['ros']['perception_node'], 30, period=0.2)
     task_id = _create(client, 'go forward')
+    _warm_up(client, task_id)
     r = client.post('/vln/frame/sync', json={'task_id': task_id, 'frame': _jpeg(1)})
     assert r.status_code == 200, r.text
     body = r.json()
