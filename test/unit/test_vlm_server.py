@@ -2,11 +2,14 @@
 
 import asyncio
 import base64
+import collections
 import contextlib
+from dataclasses import replace
 import json
 import os
 from pathlib import Path
 import random
+import re
 import select
 import signal
 import subprocess
@@ -21,15 +24,21 @@ import numpy as np
 import openai
 import pytest
 
+from vln_ros.core.parser import parse_answer
+from vln_ros.core.prompts import NAV_REGEX, response_format
+from vln_ros.sim.vlm_format_faults import RAMBLING_ENVIRONMENTS, reformat_answer
+from vln_ros.sim.vlm_requests import regex_accepts
 from vln_ros.sim.vlm_server import (
     AnswerRequest,
     ServerConfig,
+    ServerState,
     extract_instruction,
     format_answer,
     keyword_policy,
     make_garbage,
     serve_in_thread,
 )
+from vln_ros.sim.vlm_server_cli import _parse_args
 
 MODEL = 'test-vlm'
 ROOT = Path(__file__).resolve().parents[2]
@@ -490,11 +499,261 @@ def test_config_endpoint_changes_latency(srv):
     ({'no_such_field': 1}, 'no_such_field'),
     ({'error_rate': 2.0}, 'error_rate'),
     ({'latency_min': 3.0, 'latency_max': 1.0}, 'latency_min'),
+    ({'prose_rate': 1.5}, 'prose_rate'),
+    ({'chinese_rate': -0.1}, 'chinese_rate'),
+    ({'refusal_rate': 'often'}, 'refusal_rate'),
+    ({'latency_tail_rate': 2}, 'latency_tail_rate'),
+    ({'latency_tail_factor': [2.0, 1.5]}, 'latency_tail_factor'),
+    ({'latency_tail_factor': [0.5, 1.0]}, 'latency_tail_factor'),
+    ({'latency_tail_factor': [2.0]}, 'latency_tail_factor'),
+    ({'latency_tail_factor': 2.0}, 'latency_tail_factor'),
+    ({'latency_tail_factor': '12'}, 'latency_tail_factor'),
+    ({'latency_tail_factor': [True, 2.0]}, 'latency_tail_factor'),
 ])
 def test_config_endpoint_rejects_bad_changes(srv, changes, fragment):
     response = httpx.post(f'{srv.root_url}/_test/config', json=changes, timeout=5)
     assert response.status_code == 400
     assert fragment in response.json()['message']
+
+
+# ------------------------------------------------------------------ answers in another format
+
+GUIDED_FORMATS = {
+    'json_object': {'type': 'json_object'},
+    'json_schema': response_format('json_schema'),
+    'regex_schema': response_format('regex'),
+}
+FENCE_START, FENCE_END = '```json\n', '\n```'
+
+
+def ask(srv, instruction: str = 'go forward', **kwargs) -> str:
+    return client(srv).chat.completions.create(
+        model=MODEL, messages=messages(instruction), **kwargs).choices[0].message.content
+
+
+def test_prose_fault_under_text_wraps_the_intact_answer(srv):
+    full = ask(srv)
+    configure(srv, prose_rate=1.0)
+    for stream in (False, True):
+        if stream:
+            content = ''.join(chunk.choices[0].delta.content or '' for chunk in
+                              client(srv).chat.completions.create(
+                                  model=MODEL, messages=messages('go forward'), stream=True)
+                              if chunk.choices)
+        else:
+            content = ask(srv)
+        before, _, rest = content.partition(FENCE_START)
+        block, _, after = rest.partition(FENCE_END)
+        assert before.strip() and after.strip(), content  # chatty text on both sides
+        assert block == full
+        assert_contract(block)
+        assert '{' not in before + after
+        parsed = parse_answer(content)
+        assert (parsed.method, parsed.action) == ('repaired', 'forward')
+    seen = stats(srv)
+    assert seen['by_fault']['prose'] == 2 and seen['completed'] == 3
+
+
+@pytest.mark.parametrize('instruction, verb, action', [
+    ('go forward', '前进', 'forward'), ('turn left', '左转', 'turn_left'),
+    ('turn right', '右转', 'turn_right'), ('go back', '后退', 'back'),
+    ('stop here', '停止', 'stop'),
+])
+def test_chinese_fault_under_text_is_chinese_prose_without_json(srv, instruction, verb,
+                                                                 action):
+    configure(srv, chinese_rate=1.0)
+    content = ask(srv, instruction)
+    assert verb in content
+    assert not content.isascii() and not set('{}[]":') & set(content)
+    # A text fallback still reads what to do from the words.
+    parsed = parse_answer(content)
+    assert (parsed.method, parsed.action) == ('text', action)
+    assert stats(srv)['by_fault']['chinese'] == 1
+
+
+def test_refusal_fault_under_text_has_no_json_and_no_action(srv):
+    configure(srv, refusal_rate=1.0)
+    contents = {ask(srv) for _ in range(6)}
+    for content in contents:
+        assert content.isascii() and content.startswith(("I'm sorry", 'As an AI'))
+        assert not set('{}[]') & set(content)
+        assert parse_answer(content).method == 'failed'
+    assert stats(srv)['by_fault']['refusal'] == 6
+
+
+@pytest.mark.parametrize('fmt', list(GUIDED_FORMATS))
+def test_format_faults_under_guided_decoding_keep_the_contract(srv, fmt):
+    full = json.loads(ask(srv, response_format=GUIDED_FORMATS[fmt]))
+    results = {}
+    for fault in ('prose', 'chinese', 'refusal'):
+        httpx.post(f'{srv.root_url}/_test/reset', timeout=5).raise_for_status()
+        configure(srv, **{f'{fault}_rate': 1.0})
+        content = ask(srv, response_format=GUIDED_FORMATS[fmt])
+        if fmt == 'regex_schema':
+            assert regex_accepts(NAV_REGEX, content), content
+        results[fault] = assert_contract(content)
+        seen = stats(srv)
+        assert seen['by_fault'][fault] == 1 and seen['regex_mismatches'] == 0
+    prose = results['prose']
+    assert prose['environment'] in RAMBLING_ENVIRONMENTS
+    assert prose['environment'].isascii() and prose['environment'].isprintable()
+    assert {**prose, 'environment': full['environment']} == full
+    assert results['chinese'] == {**full, 'environment': 'unknown scene'}
+    assert results['refusal'] == {
+        'environment': 'cannot assess the scene', 'action': 'stop',
+        'waypoints': [{'dx': 0.0, 'dy': 0.0, 'dtheta': 0.0, 'confidence': 0.1}]}
+
+
+@pytest.mark.parametrize('environment', RAMBLING_ENVIRONMENTS)
+def test_rambling_environments_fit_the_regex(environment):
+    answer = format_answer({**keyword_policy(AnswerRequest('turn left', [], '', {})),
+                            'environment': environment})
+    assert regex_accepts(NAV_REGEX, answer) and len(environment) <= 80
+
+
+@pytest.mark.parametrize('fault', ['prose', 'chinese', 'refusal'])
+def test_format_fault_under_another_regex_keeps_the_answer(srv, fault):
+    """A regex the faulted answer would break: the decoder could only write the answer."""
+    full = ask(srv)
+    configure(srv, **{f'{fault}_rate': 1.0})
+    regex = re.escape(full)
+    content = ask(srv, response_format={'type': 'regex_schema', 'regex_schema': regex})
+    assert content == full and stats(srv)['regex_mismatches'] == 0
+
+
+def test_format_faults_on_an_answer_that_is_no_json():
+    rng = random.Random(1)
+    assert reformat_answer('prose', 'just words', 'json_object', None, rng) == 'just words'
+    assert reformat_answer('chinese', 'just words', 'json_object', None, rng) == 'just words'
+    assert '{' not in reformat_answer('chinese', 'just words', 'text', None, rng)
+    assert 'just words' in reformat_answer('prose', 'just words', 'text', None, rng)
+    assert json.loads(reformat_answer('refusal', 'x', 'json_schema', None, rng))['action'] \
+        == 'stop'
+
+
+# ------------------------------------------------------------------ latency tail
+
+def test_latency_tail_multiplies_the_drawn_latency():
+    config = ServerConfig(latency_min=0.3, latency_max=0.3, latency_tail_rate=1.0,
+                          latency_tail_factor=(2.0, 2.0), seed=5)
+    state = ServerState(config=config, initial_config=config)
+    for _ in range(20):
+        plan = state.draw()
+        assert plan.tail_factor == 2.0 and plan.latency == pytest.approx(0.6)
+    config = replace(config, latency_tail_factor=(1.5, 2.0), latency_min=0.1, latency_max=0.5)
+    state = ServerState(config=config, initial_config=config)
+    factors = [state.draw().tail_factor for _ in range(500)]
+    assert all(1.5 <= f <= 2.0 for f in factors) and max(factors) - min(factors) > 0.4
+
+
+def test_latency_tail_over_http_waits_longer(srv):
+    configure(srv, latency_min=0.3, latency_max=0.3, latency_tail_rate=1.0,
+              latency_tail_factor=[2.0, 2.0])
+    started = time.monotonic()
+    assert_contract(ask(srv))
+    # A lower bound only: the tail makes it 0.6 s, never less, however busy the machine.
+    assert time.monotonic() - started >= 0.55
+    assert stats(srv)['by_fault']['latency_tail'] == 1
+
+
+def test_latency_tail_changes_no_other_draw():
+    """The tail draws from an RNG of its own: faults, latencies and sub-RNGs stay the same."""
+    def plans(tail_rate: float) -> list:
+        config = ServerConfig(latency_min=0.1, latency_max=1.0, garbage_rate=0.3,
+                              prose_rate=0.2, latency_tail_rate=tail_rate, seed=11)
+        state = ServerState(config=config, initial_config=config)
+        out = []
+        for _ in range(200):
+            plan = state.draw()
+            base = plan.latency / (plan.tail_factor or 1.0)
+            out.append((plan.fault, round(base, 9), plan.rng.getrandbits(64)))
+        return out
+
+    assert plans(0.0) == plans(0.5) == plans(1.0)
+
+
+# ------------------------------------------------------------------ frequencies and config
+
+def test_fault_frequencies_match_their_rates():
+    rates = {'error': 0.05, 'timeout': 0.03, 'garbage': 0.07, 'truncate': 0.1,
+             'prose': 0.15, 'chinese': 0.1, 'refusal': 0.05}
+    config = ServerConfig(**{f'{name}_rate': rate for name, rate in rates.items()},
+                          latency_tail_rate=0.2, seed=1234)
+    state = ServerState(config=config, initial_config=config)
+    draws = 20000
+    counts = collections.Counter()
+    tail_by_fault = collections.Counter()
+    for _ in range(draws):
+        plan = state.draw()
+        counts[plan.fault] += 1
+        if plan.tail_factor is not None:
+            counts['latency_tail'] += 1
+            tail_by_fault[plan.fault] += 1
+    # Seeded, so not flaky; the bound is about 4 standard deviations of the largest rate.
+    for name, rate in {**rates, None: 1 - sum(rates.values()), 'latency_tail': 0.2}.items():
+        assert counts[name] / draws == pytest.approx(rate, abs=0.012), name
+    # The tail comes on top of any fault, at its own rate.
+    assert tail_by_fault['prose'] / counts['prose'] == pytest.approx(0.2, abs=0.03)
+
+
+def test_new_faults_repeat_with_the_same_seed():
+    def run() -> list:
+        config = ServerConfig(prose_rate=0.3, chinese_rate=0.3, refusal_rate=0.3,
+                              latency_max=1.0, latency_tail_rate=0.5, seed=9)
+        state = ServerState(config=config, initial_config=config)
+        return [(p.fault, p.latency, p.tail_factor, p.rng.random())
+                for p in (state.draw() for _ in range(100))]
+
+    assert run() == run()
+
+
+@pytest.mark.parametrize('changes', [
+    {'prose_rate': 1.1}, {'chinese_rate': float('nan')}, {'refusal_rate': None},
+    {'latency_tail_rate': -0.5}, {'latency_tail_factor': (1.0, float('inf'))},
+    {'latency_tail_factor': (3.0, 2.0)}, {'latency_tail_factor': (1.0, 2.0, 3.0)},
+    {'latency_tail_factor': (0.9, 2.0)},
+])
+def test_config_rejects_bad_new_fault_values(changes):
+    (name,) = changes
+    with pytest.raises(ValueError, match=name):
+        ServerConfig(**changes)
+
+
+def test_config_endpoint_changes_the_new_faults_at_run_time(srv):
+    defaults = configure(srv)
+    assert {k: defaults[k] for k in ('prose_rate', 'chinese_rate', 'refusal_rate',
+                                     'latency_tail_rate', 'latency_tail_factor')} == {
+        'prose_rate': 0.0, 'chinese_rate': 0.0, 'refusal_rate': 0.0,
+        'latency_tail_rate': 0.0, 'latency_tail_factor': [1.5, 2.0]}
+    assert json.loads(ask(srv))  # no fault yet
+    config = configure(srv, refusal_rate=1.0, latency_tail_rate=0.25,
+                       latency_tail_factor=[1, 3])
+    assert config['refusal_rate'] == 1.0 and config['latency_tail_rate'] == 0.25
+    assert config['latency_tail_factor'] == [1.0, 3.0]
+    assert srv.app.state.vlm.config.latency_tail_factor == (1.0, 3.0)
+    assert parse_answer(ask(srv)).method == 'failed'
+    # A rejected change leaves the running config as it was.
+    bad = httpx.post(f'{srv.root_url}/_test/config',
+                     json={'prose_rate': 0.5, 'latency_tail_factor': [3, 1]}, timeout=5)
+    assert bad.status_code == 400
+    assert configure(srv)['prose_rate'] == 0.0
+    configure(srv, refusal_rate=0.0, chinese_rate=1.0)
+    assert not ask(srv).isascii()
+    seen = stats(srv)
+    assert (seen['by_fault']['refusal'], seen['by_fault']['chinese']) == (1, 1)
+    httpx.post(f'{srv.root_url}/_test/reset', timeout=5).raise_for_status()
+    assert configure(srv)['chinese_rate'] == 0.0
+
+
+def test_cli_takes_the_new_fault_flags():
+    args = _parse_args(['--prose-rate', '0.2', '--chinese-rate', '0.1', '--refusal-rate',
+                        '0.05', '--latency-tail-rate', '0.3', '--latency-tail-factor', '2',
+                        '4'])
+    assert (args.config.prose_rate, args.config.chinese_rate, args.config.refusal_rate) == (
+        0.2, 0.1, 0.05)
+    assert args.config.latency_tail_rate == 0.3
+    assert args.config.latency_tail_factor == (2.0, 4.0)
+    assert _parse_args([]).config.latency_tail_factor == (1.5, 2.0)
 
 
 def test_api_key_on_thread_server():
