@@ -58,6 +58,8 @@ _TIMING_WINDOW = 10
 _DX_RANGE = (0.0, 1.0)
 _DY_RANGE = (-1.0, 1.0)
 _DTHETA_RANGE = (-0.5, 0.5)
+# Waypoints no further than this (m) from the capture spot are a turn in place.
+_TURN_STEP = 0.1
 
 
 @dataclass
@@ -245,7 +247,15 @@ class Planner:
             return None, 'no_pose'
 
         self._path = waypoints_to_odom(anchor, waypoints)
-        self._tracker.set_path(self._path, start=anchor)
+        start = anchor
+        current = self._current_pose(now)
+        if current is not None and _is_turn_in_place(waypoints):
+            # A turn answer ('turn left': a few cm and a heading) is relative to a pose
+            # seconds old. Going back to that spot would undo the way made since: turn where
+            # the robot stands, to the heading the answer gives.
+            self._path = [Pose2D(current.x, current.y, self._path[-1].yaw)]
+            start = current
+        self._tracker.set_path(self._path, start=start)
         self._hold_reason = None
         return list(self._path), None
 
@@ -499,6 +509,12 @@ def _is_stop(waypoints: Sequence) -> bool:
     """Return True for the stop answer: a single waypoint that does not move."""
     return len(waypoints) == 1 and waypoints[0].dx == 0.0 and waypoints[0].dy == 0.0 \
         and waypoints[0].dtheta == 0.0
+
+
+def _is_turn_in_place(waypoints: Sequence) -> bool:
+    """Return True for a turn answer: every waypoint within _TURN_STEP of the capture spot."""
+    return all(math.hypot(w.dx, w.dy) <= _TURN_STEP for w in waypoints) and \
+        any(w.dtheta != 0.0 for w in waypoints)
 
 
 def _clamp(value: float, low: float, high: float) -> float:

@@ -166,14 +166,21 @@ def _wait_ready(procs: ProcessGroup, proc, name: str, params: dict) -> None:
 
 def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), seed: int = 0,
                  write_media: bool = True, quiet: bool = False, time_limit: float | None = None,
-                 outage_at: float | None = None, perception_params: dict | None = None) -> dict:
+                 outage_at: float | None = None, perception_params: dict | None = None,
+                 profile: str | None = None, realism: bool = True,
+                 planner_params: dict | None = None) -> dict:
     """Run one scenario closed loop; return the summary dict (also written as summary.json).
 
-    perception_params override the perception node's parameters (for experiments).
+    ``profile`` is the oracle profile (None: the scenario's); ``realism`` False runs the
+    scenario's ideal world (exact odometry, centred camera, one clock). perception_params and
+    planner_params override the nodes' parameters (for experiments).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_shm_zombies()
-    scenario = Scenario.load(scenario_name)
+    loaded = Scenario.load(scenario_name)
+    scenario = loaded if realism else loaded.ideal_world()
+    profile = profile or scenario.oracle_profile
+    camera = scenario.robot.camera
     limit = time_limit or (scenario.success.time_limit if scenario.success else 90.0)
     procs = ProcessGroup(out_dir)
     recorder = None
@@ -181,18 +188,22 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
     try:
         sim = procs.start_node('sim_node', module='vln_ros.sim.sim_node', params={
             'scenario': scenario_name, 'seed': seed, 'oracle_port': 0,
-            'use_stamped_cmd_vel': True,
+            'use_stamped_cmd_vel': True, 'oracle_profile': profile, 'world_realism': realism,
             'oracle_latency': [float(latency[0]), float(latency[1])]})
         out = sim.wait_for_output('oracle listening on', 60)
         url = out.split('oracle listening on ')[1].split()[0]
         nodes = {
             'task_node': {'db_path': str(out_dir / 'tasks.db'), 'expected_followers': 2},
+            # The stack knows the camera mount from its parameters, as on a robot.
             'perception_node': {'vlm.base_url': url, 'vlm.timeout': max(30.0, 3 * latency[1]),
                                 'enable_visualization': True, 'keyframe_threshold': 0.1,
+                                'camera.x': camera.x, 'camera.y': camera.y,
+                                'camera.height': camera.height, 'camera.use_tf': False,
                                 **(perception_params or {})},
             'planner_node': {**PLANNER_LIMITS, 'use_stamped_cmd_vel': True,
                              'result_timeout': max(12.0, 1.5 * latency[1]),
-                             'expected_latency': (latency[0] + latency[1]) / 2},
+                             'expected_latency': (latency[0] + latency[1]) / 2,
+                             **(planner_params or {})},
         }
         started = {name: procs.start_node(name, params=params) for name, params in nodes.items()}
         for name, proc in started.items():
@@ -202,7 +213,9 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
         recorder.t0 = time.monotonic()
         schedule = list(scenario.instructions)
         say(f'[demo] {scenario.name}: {len(schedule)} instruction(s), model latency '
-            f'{latency[0]:.1f}-{latency[1]:.1f} s, time limit {limit:.0f} s')
+            f'{latency[0]:.1f}-{latency[1]:.1f} s, oracle profile {profile}, '
+            f'{"realistic" if realism else "ideal"} world, time limit {limit:.0f} s')
+        switched = []  # (t, true pose) when each instruction was given
         inflight_samples = []
         last_print = -10.0
         done_at = None
@@ -211,6 +224,7 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
             t = recorder.now()
             while schedule and schedule[0].at <= t:
                 instr = schedule.pop(0)
+                switched.append((t, recorder.trajectory[-1][1:]))
                 resp = recorder.create_task(instr.text)
                 say(f'[demo] t={t:5.1f}s task {resp.task_id}: "{instr.text}" '
                     f'({"accepted" if resp.accepted else resp.message})')
@@ -242,7 +256,13 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
         summary = evaluate(scenario, recorder.trajectory, recorder.commands,
                            [(0.0, 'collision')] * recorder.collisions).to_dict()
         in_flight = [m for f, m in inflight_samples if f]
+        bound = time_lower_bound(scenario, switched, latency, PLANNER_LIMITS['max_linear_vel'])
+        goal_time = summary['time_to_goal']
         summary.update({
+            'profile': profile, 'world': 'realistic' if realism else 'ideal',
+            'time_lower_bound': round(bound, 2) if bound is not None else None,
+            'time_ratio': round(goal_time / bound, 2) if goal_time and bound else None,
+            'final_task_message': recorder.states[-1].message if recorder.states else '',
             'latency': list(latency), 'seed': seed, 'results': len(recorder.results),
             'error_results': sum(1 for _, r in recorder.results if r.status == 2),
             'moving_while_inferring': (sum(in_flight) / len(in_flight)) if in_flight else 0.0,
@@ -261,6 +281,29 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
         if recorder is not None:
             recorder.close()
         procs.stop_all()
+
+
+def time_lower_bound(scenario: Scenario, switched, latency, max_speed: float) -> float | None:
+    """A time to goal no run can beat.
+
+    The last instruction's time, one model answer at the shortest latency, and the shortest
+    free path to the goal at the speed limit. It leaves out turning and acceleration, so it
+    is below what is physically possible.
+    ``switched`` holds (t, (x, y, yaw)) for each instruction given.
+    """
+    from vln_ros.sim.sight import RouteField
+
+    if not scenario.success or not switched:
+        return None
+    mark = scenario.landmark(scenario.success.landmark)
+    t, (x, y, _) = switched[-1]
+    field = RouteField(World(scenario), mark, keep_off=scenario.robot.radius)
+    length = field.path_length(x, y)
+    if length is None:
+        return None
+    # The path ends goal_margin from the footprint; success starts at the tolerance.
+    drive = max(length + field.goal_margin - scenario.success.tolerance, 0.0) / max_speed
+    return t + latency[0] + drive
 
 
 def _write_media(out_dir: pathlib.Path, scenario: Scenario, recorder: Recorder) -> list[str]:

@@ -6,16 +6,32 @@ keyframe was captured, it answers in the contract JSON of the model::
     {"environment": "corridor, red door ahead 3.2 m", "action": "forward",
      "waypoints": [{"dx": 0.25, "dy": 0.0, "dtheta": 0.0, "confidence": 0.9}, ...]}
 
-Waypoints are poses in the robot frame at capture time (not chained). The image bytes carry
-no stamp, so ``make_oracle_policy`` answers from the latest ground-truth pose when the
-request arrives; the test server sleeps its latency after computing the answer, so that pose
-is about the capture pose.
+Waypoints are poses in the robot's base frame at capture time (not chained); what is seen is
+decided from the camera's pose on that base. The simulator node finds the capture pose from
+the frame number drawn into the image; without it, ``make_oracle_policy`` answers from the
+latest ground-truth pose.
+
+How the answers err is set by an :class:`~vln_ros.sim.oracle_profiles.OracleProfile`: the
+``ideal`` oracle is never wrong and knows where an unseen target is; the others see only what
+the camera shows (field of view, walls), search for an unseen target the way the free space
+leads, and err in geometry, target and direction at the profile's rates, drawn from a seeded
+RNG (``Oracle.counts`` tallies what was applied).
 """
 
+from collections import Counter
 import math
+import random
 import re
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+from vln_ros.sim.oracle_profiles import (
+    NO_ERRORS,
+    PROFILES,
+    AnswerErrors,
+    OracleProfile,
+    draw_errors,
+)
+from vln_ros.sim.sight import RouteField, landmark_in_view, line_of_sight
 from vln_ros.sim.sim_pose import Pose
 from vln_ros.sim.world import Landmark, World
 
@@ -35,6 +51,11 @@ _TURN_RIGHT = re.compile(r'\bturn\s+(?:to\s+the\s+)?right\b|右转|向右转|往
 _STOP = re.compile(r'\b(?:stop|halt|stay|wait|freeze)\b|停')
 _FORWARD = re.compile(r'\b(?:go|move|walk)\s+(?:forward|ahead|straight)\b|前进|向前')
 _BACK = re.compile(r'\b(?:go|move|walk)\s+back(?:wards?)?\b|\bback\s+up\b|后退')
+# A history line of the prompt: '3. saw: <environment>; action: <action>'.
+_HISTORY_LINE = re.compile(r'^\s*\d+\.\s*saw:\s*(?P<saw>.*);\s*action:\s*(?P<action>\S+)\s*$')
+NOT_IN_VIEW = 'not in view'
+SEARCH_AHEAD = 1.5  # m along the free path to an unseen target: the cue a scene gives
+SEARCH_REACH = 1.0  # m travelled per answer while searching (as far as a go-to answer)
 
 
 def _ascii(text: str, limit: int = MAX_ENV_CHARS, fallback: str = 'unknown scene') -> str:
@@ -86,18 +107,28 @@ class Oracle:
     """
 
     def __init__(self, world_provider: Callable[[], tuple[World, Any]], hfov_deg: float = 90.0,
-                 reach: float = 1.0, standoff: float | None = None):
+                 reach: float = 1.0, standoff: float | None = None,
+                 profile: OracleProfile | None = None, seed: int = 0):
         if not 0.0 < reach <= 1.0:
             raise ValueError(f'reach must be within (0, 1] m, got {reach}')
         self.world_provider = world_provider
         self.half_fov = math.radians(hfov_deg) / 2.0
         self.reach = reach
         self.standoff = standoff
+        self.profile = profile if profile is not None else PROFILES['ideal']
+        self._rng = random.Random(seed)
+        self._routes: dict[tuple[int, str], RouteField] = {}
+        # What the answers did: 'answers', 'seen', 'miss', 'false_target', 'wrong_direction',
+        # 'search', 'arrived' (for tests and reports).
+        self.counts: Counter = Counter()
 
-    def answer(self, instruction: str, pose: Any = None, world: World | None = None) -> dict:
-        """Answer an instruction as seen from ``pose`` (default: the provider's latest pose).
+    def answer(self, instruction: str, pose: Any = None, world: World | None = None,
+               history: Sequence[tuple[str, str]] = ()) -> dict:
+        """Answer an instruction as seen from the base pose ``pose`` at capture.
 
-        Returns the contract dictionary: environment, action and 1-4 waypoints.
+        ``pose`` and ``world`` default to the provider's; ``history`` holds the prompt's
+        previous (environment, action) pairs, oldest first. Returns the contract
+        dictionary: environment, action and 1-4 waypoints.
         """
         if world is None or pose is None:
             provided_world, provided_pose = self.world_provider()
@@ -108,16 +139,19 @@ class Oracle:
         scene = world.scenario.scene
         prefix = f'{scene}, ' if scene else ''
         lowered = text.lower()
+        self.counts['answers'] += 1
+        errors = draw_errors(self.profile, self._rng) if self.profile.name != 'ideal' \
+            else NO_ERRORS
 
         phrase = target_phrase(text)
         if phrase is not None:
-            return self._go_to(world, pose, phrase, prefix)
-        if _TURN_LEFT.search(lowered):
-            return _answer(f'{prefix}turning left', 'turn_left',
-                           [_waypoint(0.05, 0.0, DTHETA_LIMIT, 0.9)])
-        if _TURN_RIGHT.search(lowered):
-            return _answer(f'{prefix}turning right', 'turn_right',
-                           [_waypoint(0.05, 0.0, -DTHETA_LIMIT, 0.9)])
+            return self._go_to(world, pose, phrase, prefix, errors, history)
+        left, right = _TURN_LEFT.search(lowered), _TURN_RIGHT.search(lowered)
+        if left or right:
+            if errors.wrong_direction:
+                self.counts['wrong_direction'] += 1
+                left = not left
+            return self._turn(prefix, 'left' if left else 'right', 'turning', 0.9)
         if _FORWARD.search(lowered):
             count = MAX_WAYPOINTS
             return _answer(f'{prefix}moving forward', 'forward',
@@ -130,8 +164,15 @@ class Oracle:
             return stop_answer(f'{prefix}stopping as instructed', 0.95)
         # A bare landmark phrase ('the red door') is read as 'go to'.
         if text and world.find_landmark(text) is not None:
-            return self._go_to(world, pose, text, prefix)
+            return self._go_to(world, pose, text, prefix, errors, history)
         return stop_answer(f'{prefix}instruction not understood', 0.2)
+
+    @staticmethod
+    def _turn(prefix: str, side: str, what: str, confidence: float) -> dict:
+        """A turn in place by the largest step an answer may give."""
+        sign = 1.0 if side == 'left' else -1.0
+        return _answer(f'{prefix}{what} {side}', f'turn_{side}',
+                       [_waypoint(0.05, 0.0, sign * DTHETA_LIMIT, confidence)])
 
     def _standoff(self, world: World) -> float:
         """Return the distance from a footprint at which the waypoints end."""
@@ -147,23 +188,130 @@ class Oracle:
         """Return the distance within which the oracle reports arrival."""
         return world.scenario.success.tolerance if world.scenario.success else 0.6
 
-    def _go_to(self, world: World, pose: Pose, phrase: str, prefix: str) -> dict:
-        """Answer 'go to <phrase>': stop, turn towards it, or waypoints along the way."""
+    def _go_to(self, world: World, pose: Pose, phrase: str, prefix: str,
+               errors: AnswerErrors = NO_ERRORS, history: Sequence[tuple[str, str]] = ()
+               ) -> dict:
+        """Answer 'go to <phrase>': stop, turn towards it, search, or waypoints along the way."""
         mark = world.find_landmark(phrase)
         if mark is None:
             return stop_answer(f'{prefix}no {_ascii(phrase, 40, "such landmark")} in sight',
                                0.2)
+        camera = world.camera_pose(pose)
+        if not self.profile.sight_only:
+            return self._go_to_known(world, pose, camera, mark, prefix)
+        if not landmark_in_view(world, camera, mark, self.half_fov):
+            return self._search(world, pose, camera, mark, prefix, errors, history)
+        if errors.miss:
+            self.counts['miss'] += 1
+            return self._search(world, pose, camera, mark, prefix, errors, history)
+        self.counts['seen'] += 1
+        goal = mark
+        if errors.false_target:
+            other = self._look_alike(world, camera, mark)
+            if other is not None:
+                self.counts['false_target'] += 1
+                goal = other
+        surface = world.distance_to(goal, pose) * errors.distance_factor
+        if surface <= self._tolerance(world):
+            self.counts['arrived'] += 1
+            return stop_answer(f'{prefix}arrived at the {mark.name}, {surface:.1f} m', 0.9)
+        fx, fy = pose.to_local(*goal.position)
+        bearing = math.atan2(fy, fx) * errors.bearing_factor + errors.bearing_offset
+        if errors.wrong_direction:
+            self.counts['wrong_direction'] += 1
+            bearing = -bearing
+        points = self._path(world, goal, pose, bearing, surface)
+        end = pose.moved(points[-1]['dx'], points[-1]['dy'], 0.0)
+        if not _passable(world, pose, (end.x, end.y)):
+            # A wall corner in the way: the model steers round it, along the free way.
+            way = self._way_ahead(pose, self._route(world, goal).path(pose.x, pose.y,
+                                                                      self.reach))
+            points = way or points
+        return _answer(f'{prefix}{mark.name} {self._where(bearing)} {surface:.1f} m',
+                       'forward', points)
+
+    def _go_to_known(self, world: World, pose: Pose, camera: Pose, mark: Landmark,
+                     prefix: str) -> dict:
+        """The ideal answer: it knows where the landmark is even when it cannot see it."""
         surface = world.distance_to(mark, pose)
         if surface <= self._tolerance(world):
+            self.counts['arrived'] += 1
             return stop_answer(f'{prefix}arrived at the {mark.name}, {surface:.1f} m', 0.9)
+        cx, cy = camera.to_local(*mark.position)
+        if abs(math.atan2(cy, cx)) > self.half_fov:
+            side = 'left' if cy > 0 else 'right'
+            return self._turn(prefix, side, f'{mark.name} {NOT_IN_VIEW}, turning', 0.8)
+        self.counts['seen'] += 1
         fx, fy = pose.to_local(*mark.position)
         bearing = math.atan2(fy, fx)
-        if abs(bearing) > self.half_fov:
-            side = 'left' if bearing > 0 else 'right'
-            return _answer(f'{prefix}{mark.name} not in view, turning {side}', f'turn_{side}',
-                           [_waypoint(0.05, 0.0, math.copysign(DTHETA_LIMIT, bearing), 0.8)])
         return _answer(f'{prefix}{mark.name} {self._where(bearing)} {surface:.1f} m',
                        'forward', self._path(world, mark, pose, bearing, surface))
+
+    def _look_alike(self, world: World, camera: Pose, mark: Landmark) -> Landmark | None:
+        """Another landmark in view that could be taken for ``mark`` (same kind first)."""
+        others = [m for m in world.scenario.landmarks if m is not mark
+                  and landmark_in_view(world, camera, m, self.half_fov)]
+        others.sort(key=lambda m: (m.kind != mark.kind, camera.distance_to(*m.position)))
+        return others[0] if others else None
+
+    def _route(self, world: World, mark: Landmark) -> RouteField:
+        key = (id(world), mark.name)
+        if key not in self._routes:
+            self._routes[key] = RouteField(world, mark)
+        return self._routes[key]
+
+    def _search(self, world: World, pose: Pose, camera: Pose, mark: Landmark, prefix: str,
+                errors: AnswerErrors, history: Sequence[tuple[str, str]]) -> dict:
+        """The target is not seen: follow the way the scene leads, or turn to look for it.
+
+        Where the free path to the target continues within view (a corridor going on, an
+        opening at the side), walk that way. Where it leads out of view to one side, turn to
+        that side. Where it leads behind the robot, nothing in the image says which way: keep
+        turning the way the last answers did, or pick a side at random.
+        """
+        self.counts['search'] += 1
+        route = self._route(world, mark)
+        what = f'{mark.name} {NOT_IN_VIEW}'
+        cue = route.waypoint(pose.x, pose.y, SEARCH_AHEAD)
+        if cue is None:
+            return self._turn(prefix, 'left', f'{what}, turning', 0.5)
+        cx, cy = camera.to_local(*cue)
+        bearing = math.atan2(cy, cx)
+        if errors.wrong_direction:
+            self.counts['wrong_direction'] += 1
+            bearing = -bearing
+        # Walk the way itself (it keeps off the walls), as far as it is in view and ahead.
+        if abs(bearing) <= 0.8 * self.half_fov and line_of_sight(
+                world, (camera.x, camera.y), cue):
+            points = self._way_ahead(pose, route.path(pose.x, pose.y, SEARCH_REACH))
+            if points:
+                return _answer(f'{prefix}{what}, the way continues {self._where(bearing)}',
+                               'forward', points)
+        if abs(bearing) <= math.pi / 2:
+            side = 'left' if bearing > 0 else 'right'
+        else:
+            side = _last_search_side(history) or ('left' if errors.coin else 'right')
+        return self._turn(prefix, side, f'{what}, turning', 0.6)
+
+    @staticmethod
+    def _way_ahead(pose: Pose, way: list[tuple[float, float]], confidence: float = 0.55
+                   ) -> list[dict]:
+        """Up to four waypoints (base frame) along ``way``, every 0.25 m, all ahead."""
+        picks = []
+        travelled, last = 0.0, (pose.x, pose.y)
+        for point in way:
+            travelled += math.hypot(point[0] - last[0], point[1] - last[1])
+            last = point
+            if travelled >= 0.25 * (len(picks) + 1) - 1e-9 or point is way[-1]:
+                picks.append(point)
+        out = []
+        for px, py in picks[:MAX_WAYPOINTS]:
+            fx, fy = pose.to_local(px, py)
+            if fx <= 0.0:
+                break  # waypoints go forward only: a way behind is a turn, not a path
+            heading = max(-DTHETA_LIMIT, min(DTHETA_LIMIT, math.atan2(fy, fx)))
+            out.append(_waypoint(fx, fy, heading, confidence))
+        return out
 
     @staticmethod
     def _where(bearing: float) -> str:
@@ -209,11 +357,42 @@ def request_instruction(request: Any) -> str:
     return ''
 
 
+def _passable(world: World, pose: Pose, point: tuple[float, float]) -> bool:
+    """True when the robot's body, moving straight from ``pose`` to ``point``, stays clear."""
+    margin = world.scenario.robot.radius + 0.1
+    steps = max(2, int(math.hypot(point[0] - pose.x, point[1] - pose.y) / 0.1))
+    return all(world.clearance(pose.x + (point[0] - pose.x) * k / steps,
+                               pose.y + (point[1] - pose.y) * k / steps) >= margin
+               for k in range(1, steps + 1))
+
+
+def request_history(request: Any) -> list[tuple[str, str]]:
+    """Return the (environment, action) pairs of a request's 'Previous steps', oldest first."""
+    text = request.get('text') if isinstance(request, dict) else getattr(request, 'text', None)
+    out = []
+    for line in (text or '').splitlines():
+        match = _HISTORY_LINE.match(line)
+        if match:
+            out.append((match['saw'].strip(), match['action'].strip()))
+    return out
+
+
+def _last_search_side(history: Sequence[tuple[str, str]]) -> str | None:
+    """The side of the last answer if it was a search turn ('left', 'right' or None)."""
+    if not history:
+        return None
+    environment, action = history[-1]
+    if NOT_IN_VIEW in environment and action in ('turn_left', 'turn_right'):
+        return action[len('turn_'):]
+    return None
+
+
 def make_oracle_policy(oracle: Oracle) -> Callable[[Any], dict]:
     """Wrap an Oracle as an answer policy: request (with an instruction) -> contract dict."""
 
     def policy(request: Any) -> dict:
         world, pose = oracle.world_provider()
-        return oracle.answer(request_instruction(request), pose, world)
+        return oracle.answer(request_instruction(request), pose, world,
+                             request_history(request))
 
     return policy

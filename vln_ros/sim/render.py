@@ -1,7 +1,8 @@
 """Images of the 2D world: a first-person camera by ray casting, and a top-down map.
 
-The camera is a level pinhole camera at the robot's ``camera_height``, looking along the
-robot's x axis. One ray per image column is cast against the walls and landmarks (all
+The camera is a level pinhole camera at the robot's camera mount (``robot.camera``: x, y
+ahead of and beside the base centre, height above the floor), looking along the robot's x
+axis. One ray per image column is cast against the walls and landmarks (all
 columns at once with numpy); floor and ceiling are textured per pixel from precomputed row
 distances, so the image changes as the robot moves even in an empty room. Frames are built
 as a one-channel palette index image and coloured with one ``cv2.LUT`` call; landmarks are
@@ -124,8 +125,11 @@ class CameraRenderer:
         return self._plane_cache[key]
 
     def render(self, world: World, pose: Any = None) -> np.ndarray:
-        """Render the view from ``pose`` (default: the world's true pose) as a BGR image."""
-        pose = world.ground_truth() if pose is None else Pose.of(pose)
+        """Render the view from the base pose ``pose`` (default: the true pose) as BGR.
+
+        The image is taken from the camera mounted on that base (World.camera_pose).
+        """
+        pose = world.camera_pose(world.ground_truth() if pose is None else Pose.of(pose))
         sc = world.scenario
         cam_h, ceil_h = sc.robot.camera_height, sc.wall_height
         c, s = math.cos(pose.yaw), math.sin(pose.yaw)

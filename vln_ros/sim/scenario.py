@@ -23,9 +23,21 @@ Format (every length in metres, every angle in radians, colours as RGB 0-255)::
       kinematics: unicycle             # optional (unicycle): unicycle | holonomic
       max_linear_vel: 0.5              # optional (0.5) m/s
       max_angular_vel: 0.8             # optional (0.8) rad/s
-      noise: {linear: 0.0, angular: 0.0}   # optional, see World.step
+      noise:                           # optional, see World.step (all 0: exact odometry)
+        linear: 0.0                    # sd of the per-step relative speed error
+        angular: 0.0                   # sd (rad/s) of the per-step yaw-rate error
+        scale: 0.0                     # sd of the run's constant odometry scale error
+        yaw_drift: 0.0                 # rad/s: the run's constant odometry yaw drift
       radius: 0.3                      # optional (0.3): collision circle
-      camera_height: 0.5               # optional (0.5): camera above the floor
+      camera:                          # optional: the camera mount and its clock
+        x: 0.0                         # m ahead of the base centre
+        y: 0.0                         # m to the left
+        height: 0.5                    # m above the floor (camera_height: the same, older)
+        hfov: 90.0                     # degrees, horizontal field of view
+        clock_offset: 0.0              # s: camera stamps run ahead (+) of odometry stamps
+        stamp_jitter: 0.0              # s: sd of the per-frame stamp error
+        delay: [0.0, 0.0]              # s: capture to publication, uniform per frame
+    oracle_profile: realistic          # optional (ideal): how the oracle model errs
     instructions:                      # optional: the instruction in force from time `at`
       - {at: 0.0, text: go to the red door}
     success:                           # optional
@@ -39,7 +51,7 @@ x, turned by ``yaw``); pillars are circles of diameter ``size``. Distances to a 
 measured from the robot's centre to the nearest point of that footprint.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import math
 from pathlib import Path
 from typing import Any
@@ -49,6 +61,7 @@ import yaml
 from vln_ros.sim.sim_pose import Pose
 
 LANDMARK_KINDS = ('door', 'box', 'pillar')
+ORACLE_PROFILES = ('ideal', 'realistic', 'harsh')
 KINEMATICS = ('unicycle', 'holonomic')
 SCENARIO_DIR = Path(__file__).resolve().parent / 'scenarios'
 
@@ -191,8 +204,50 @@ class Landmark:
 
 
 @dataclass
+class CameraConfig:
+    """The simulated camera: its mount on the base, field of view and clock.
+
+    The renderer draws a level pinhole camera; a pitched mount is not rendered (a column ray
+    caster can only draw vertical walls exactly for a level camera), so there is no pitch.
+    """
+
+    x: float = 0.0
+    y: float = 0.0
+    height: float = 0.5
+    hfov: float = 90.0
+    clock_offset: float = 0.0
+    stamp_jitter: float = 0.0
+    delay: tuple[float, float] = (0.0, 0.0)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str, legacy_height: Any = None) -> 'CameraConfig':
+        """Build the camera section, naming the faulty field on error."""
+        d = _mapping(d, where)
+        _no_unknown_keys(d, {'x', 'y', 'height', 'hfov', 'clock_offset', 'stamp_jitter',
+                             'delay'}, where)
+        height = d.get('height', 0.5 if legacy_height is None else legacy_height)
+        delay = _vector(d.get('delay', [0.0, 0.0]), f'{where}.delay', 2)
+        if not 0.0 <= delay[0] <= delay[1] <= 1.0:
+            raise ScenarioError(f'{where}.delay: expected 0 <= min <= max <= 1 s, got '
+                                f'{list(delay)}')
+        return cls(
+            x=_number(d.get('x', 0.0), f'{where}.x', -1.0, 1.0),
+            y=_number(d.get('y', 0.0), f'{where}.y', -1.0, 1.0),
+            height=_number(height, f'{where}.height', positive=True),
+            hfov=_number(d.get('hfov', 90.0), f'{where}.hfov', 20.0, 170.0),
+            clock_offset=_number(d.get('clock_offset', 0.0), f'{where}.clock_offset', -1.0, 1.0),
+            stamp_jitter=_number(d.get('stamp_jitter', 0.0), f'{where}.stamp_jitter', 0.0, 0.5),
+            delay=delay,
+        )
+
+    def ideal(self) -> 'CameraConfig':
+        """The same optics at the base centre, with an exact clock (an ideal world)."""
+        return CameraConfig(height=self.height, hfov=self.hfov)
+
+
+@dataclass
 class RobotConfig:
-    """The simulated robot: start pose, kinematics, limits, noise and size."""
+    """The simulated robot: start pose, kinematics, limits, noise, size and camera."""
 
     start: Pose = field(default_factory=Pose)
     kinematics: str = 'unicycle'
@@ -200,15 +255,22 @@ class RobotConfig:
     max_angular_vel: float = 0.8
     noise_linear: float = 0.0
     noise_angular: float = 0.0
+    noise_scale: float = 0.0
+    noise_yaw_drift: float = 0.0
     radius: float = 0.3
-    camera_height: float = 0.5
+    camera: CameraConfig = field(default_factory=CameraConfig)
+
+    @property
+    def camera_height(self) -> float:
+        """The camera's height above the floor (m)."""
+        return self.camera.height
 
     @classmethod
     def from_dict(cls, d: Any, where: str = 'robot') -> 'RobotConfig':
         """Build the robot section, naming the faulty field on error."""
         d = _mapping(d, where)
         _no_unknown_keys(d, {'start', 'kinematics', 'max_linear_vel', 'max_angular_vel',
-                             'noise', 'radius', 'camera_height'}, where)
+                             'noise', 'radius', 'camera_height', 'camera'}, where)
         if 'start' not in d:
             raise ScenarioError(f'{where}.start: required field is missing')
         kinematics = d.get('kinematics', 'unicycle')
@@ -216,7 +278,7 @@ class RobotConfig:
             raise ScenarioError(f'{where}.kinematics: expected one of {", ".join(KINEMATICS)}, '
                                 f'got {kinematics!r}')
         noise = _mapping(d.get('noise'), f'{where}.noise')
-        _no_unknown_keys(noise, {'linear', 'angular'}, f'{where}.noise')
+        _no_unknown_keys(noise, {'linear', 'angular', 'scale', 'yaw_drift'}, f'{where}.noise')
         return cls(
             start=Pose(*_vector(d['start'], f'{where}.start', 3)),
             kinematics=kinematics,
@@ -226,10 +288,18 @@ class RobotConfig:
                                     positive=True),
             noise_linear=_number(noise.get('linear', 0.0), f'{where}.noise.linear', low=0.0),
             noise_angular=_number(noise.get('angular', 0.0), f'{where}.noise.angular', low=0.0),
+            noise_scale=_number(noise.get('scale', 0.0), f'{where}.noise.scale', 0.0, 0.5),
+            noise_yaw_drift=_number(noise.get('yaw_drift', 0.0), f'{where}.noise.yaw_drift',
+                                    0.0, 0.5),
             radius=_number(d.get('radius', 0.3), f'{where}.radius', positive=True),
-            camera_height=_number(d.get('camera_height', 0.5), f'{where}.camera_height',
-                                  positive=True),
+            camera=CameraConfig.from_dict(d.get('camera'), f'{where}.camera',
+                                          d.get('camera_height')),
         )
+
+    def ideal(self) -> 'RobotConfig':
+        """The robot of an ideal world: exact odometry, camera at the centre, exact clock."""
+        return replace(self, noise_linear=0.0, noise_angular=0.0, noise_scale=0.0,
+                       noise_yaw_drift=0.0, camera=self.camera.ideal())
 
 
 @dataclass
@@ -264,6 +334,7 @@ class Scenario:
     scene: str = ''
     wall_height: float = 2.5
     boundary: bool = True
+    oracle_profile: str = 'ideal'
 
     @classmethod
     def load(cls, path: str | Path) -> 'Scenario':
@@ -288,7 +359,8 @@ class Scenario:
     def from_dict(cls, d: Any) -> 'Scenario':
         """Build and validate a scenario from its YAML mapping."""
         d = _mapping(d, 'scenario')
-        _no_unknown_keys(d, {'name', 'scene', 'world', 'robot', 'instructions', 'success'}, '')
+        _no_unknown_keys(d, {'name', 'scene', 'world', 'robot', 'instructions', 'success',
+                             'oracle_profile'}, '')
         if 'name' not in d:
             raise ScenarioError('name: required field is missing')
         if 'world' not in d:
@@ -328,6 +400,10 @@ class Scenario:
         scene = d.get('scene', '')
         if not isinstance(scene, str):
             raise ScenarioError(f'scene: expected a string, got {scene!r}')
+        profile = d.get('oracle_profile', 'ideal')
+        if profile not in ORACLE_PROFILES:
+            raise ScenarioError(f'oracle_profile: expected one of {", ".join(ORACLE_PROFILES)}, '
+                                f'got {profile!r}')
         return cls(
             name=_text(d['name'], 'name'),
             size=size,
@@ -340,7 +416,12 @@ class Scenario:
             wall_height=_number(world.get('wall_height', 2.5), 'world.wall_height',
                                 positive=True),
             boundary=boundary,
+            oracle_profile=profile,
         )
+
+    def ideal_world(self) -> 'Scenario':
+        """The scenario with exact odometry, a centred camera and one clock."""
+        return replace(self, robot=self.robot.ideal())
 
     @staticmethod
     def _instructions(raw: Any) -> list[Instruction]:

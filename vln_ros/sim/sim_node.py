@@ -1,11 +1,17 @@
 """Simulator node: a 2D world with a first-person camera, odometry and an oracle model server.
 
-In the spirit of nav2's loopback simulator: cmd_vel in; camera/image_raw (30 fps),
-odom and sim/ground_truth out. With `oracle_port` >= 0 it also serves the OpenAI-compatible
-model API in-process, answering from the world's ground truth at the pose where the keyframe
-was captured (the frame number is drawn into each image; see frame_tag.py), with a latency
-drawn from `oracle_latency` (default 5-8 s, the latency the project brief gives for the 32B model
-on four RTX 3090, not measured here) and optional faults.
+In the spirit of nav2's loopback simulator: cmd_vel in; camera/image_raw (30 fps) with
+camera/camera_info (the true intrinsics), odom and sim/ground_truth out. With `oracle_port`
+>= 0 it also serves the OpenAI-compatible model API in-process, answering from the world's
+ground truth at the pose where the keyframe was captured (the frame number is drawn into each
+image; see frame_tag.py), with a latency drawn from `oracle_latency` (default 5-8 s, the
+latency the project brief gives for the 32B model on four RTX 3090, not measured here) and the
+errors of `oracle_profile` (oracle_profiles.py).
+
+The world is as real as the scenario says (`world_realism`, default true): odometry drifts, the
+camera sits where `robot.camera` puts it, and its stamps carry a clock offset and jitter and
+arrive after a delivery delay. `world_realism: false` gives the ideal world of the scenario:
+exact odometry, the camera at the base centre, one clock.
 """
 from __future__ import annotations
 
@@ -19,13 +25,14 @@ from nav_msgs.msg import Odometry
 import numpy as np
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import UInt32
 
 from vln_ros.core.geometry import quaternion_from_yaw
 from vln_ros.nodes.ros_common import SENSOR_QOS, declare, run_node, sec_to_stamp
 from vln_ros.sim.frame_tag import read_frame_tag, stamp_frame
-from vln_ros.sim.oracle import Oracle, make_oracle_policy, request_instruction
+from vln_ros.sim.oracle import Oracle, make_oracle_policy, request_history, request_instruction
+from vln_ros.sim.oracle_profiles import PROFILE_NAMES, profile_named
 from vln_ros.sim.render import CameraRenderer
 from vln_ros.sim.scenario import Scenario
 from vln_ros.sim.vlm_server import ServerConfig, serve_in_thread
@@ -64,9 +71,20 @@ class SimNode(Node):
                                0.0, 1.0)
         garbage_rate = declare(self, 'oracle_garbage_rate', 0.0, 'Fraction of garbage answers',
                                0.0, 1.0)
+        profile_name = declare(self, 'oracle_profile', '',
+                               f'How the oracle errs: {", ".join(PROFILE_NAMES)} (empty: the '
+                               "scenario's oracle_profile)")
+        realism = declare(self, 'world_realism', True,
+                          'Odometry drift, camera mount and camera clock as the scenario '
+                          'gives them (false: exact odometry, centred camera, one clock)')
 
-        self._world = World(Scenario.load(scenario), seed=seed)
-        self._renderer = CameraRenderer(width, height)
+        loaded = Scenario.load(scenario)
+        self._world = World(loaded if realism else loaded.ideal_world(), seed=seed)
+        self._camera = self._world.scenario.robot.camera
+        profile = profile_named(profile_name or loaded.oracle_profile)
+        self._renderer = CameraRenderer(width, height, self._camera.hfov)
+        self._camera_rng = np.random.default_rng(seed + 7919)  # jitter and delay draws
+        self._pending: collections.deque = collections.deque()  # (publish at, image, info)
         self._lock = threading.Lock()
         self._cmd = (0.0, 0.0, 0.0)
         self._cmd_time = -1e9
@@ -76,6 +94,7 @@ class SimNode(Node):
         self._dt = 1.0 / odom_rate
 
         self._image_pub = self.create_publisher(Image, 'camera/image_raw', SENSOR_QOS)
+        self._info_pub = self.create_publisher(CameraInfo, 'camera/camera_info', SENSOR_QOS)
         self._odom_pub = self.create_publisher(Odometry, 'odom', 10)
         self._truth_pub = self.create_publisher(Odometry, 'sim/ground_truth', 10)
         self._collision_pub = self.create_publisher(UInt32, 'sim/collisions', 10)
@@ -88,19 +107,28 @@ class SimNode(Node):
         self.create_timer(self._dt, self._on_physics)
         self.create_timer(1.0 / camera_rate, self._on_camera)
 
-        self._oracle = Oracle(self._world_and_pose, hfov_deg=self._renderer.hfov_deg)
+        self._oracle = Oracle(self._world_and_pose, hfov_deg=self._renderer.hfov_deg,
+                              profile=profile, seed=seed)
         self._server_stack = contextlib.ExitStack()
         self.oracle_url = ''
         if oracle_port >= 0:
+            faults = profile.server_faults()
+            # An explicit oracle_error_rate / oracle_garbage_rate adds to the profile's.
+            faults['error_rate'] = min(1.0, faults['error_rate'] + error_rate)
             config = ServerConfig(latency_min=float(latency[0]), latency_max=float(latency[1]),
-                                  error_rate=error_rate, timeout_rate=timeout_rate,
-                                  garbage_rate=garbage_rate, seed=seed)
+                                  timeout_rate=timeout_rate, garbage_rate=garbage_rate,
+                                  seed=seed, **faults)
             server = self._server_stack.enter_context(serve_in_thread(
                 config, self._answer, port=oracle_port))
             self.oracle_url = server.base_url
+        cam = self._camera
         self.get_logger().info(
             f'sim ready: scenario {self._world.scenario.name}, camera {width}x{height} @ '
-            f'{camera_rate:.0f} Hz, odom @ {odom_rate:.0f} Hz'
+            f'{camera_rate:.0f} Hz at x={cam.x:.2f} y={cam.y:.2f} m, {cam.height:.2f} m high '
+            f'(clock offset {cam.clock_offset * 1e3:.0f} ms, jitter {cam.stamp_jitter * 1e3:.0f} '
+            f'ms, delay {cam.delay[0] * 1e3:.0f}-{cam.delay[1] * 1e3:.0f} ms), odom @ '
+            f'{odom_rate:.0f} Hz (scale error {self._world.odom_scale_error * 100:+.1f} %, yaw '
+            f'drift {self._world.odom_yaw_drift:+.4f} rad/s), oracle profile {profile.name}'
             + (f', oracle model server on {self.oracle_url}' if self.oracle_url else ''))
         if self.oracle_url:
             # One parseable line for scripts and tests.
@@ -121,7 +149,8 @@ class SimNode(Node):
         if pose is None:
             return make_oracle_policy(self._oracle)(request)
         with self._lock:
-            return self._oracle.answer(request_instruction(request), pose, self._world)
+            return self._oracle.answer(request_instruction(request), pose, self._world,
+                                       request_history(request))
 
     def _on_cmd(self, msg) -> None:
         twist = msg.twist if isinstance(msg, TwistStamped) else msg
@@ -150,6 +179,7 @@ class SimNode(Node):
         if collisions != self._collisions:
             self._collisions = collisions
             self._collision_pub.publish(UInt32(data=collisions))
+        self._publish_due_frames()
 
     def _stamp(self, sim_time: float):
         # Simulated time when /clock is published (use_sim_time), else the node's clock.
@@ -168,6 +198,7 @@ class SimNode(Node):
         return msg
 
     def _on_camera(self) -> None:
+        cam = self._camera
         with self._lock:
             pose, t = self._world.ground_truth(), self._world.time
             stamp = self._state_stamp if self._state_stamp is not None else self._stamp(t)
@@ -179,9 +210,38 @@ class SimNode(Node):
         img = stamp_frame(self._renderer.render(self._world, pose), frame)
         msg = Image(height=img.shape[0], width=img.shape[1], encoding='bgr8',
                     step=img.shape[1] * 3, data=img.tobytes())
-        msg.header.stamp = stamp  # the capture time, not the time rendering ended
+        # The capture time, not the time rendering ended, as the camera's clock has it: off by
+        # the clock offset and this frame's jitter against the odometry's clock.
+        error = cam.clock_offset + (self._camera_rng.normal(0.0, cam.stamp_jitter)
+                                    if cam.stamp_jitter > 0.0 else 0.0)
+        msg.header.stamp = _shifted(stamp, error)
         msg.header.frame_id = 'camera'
-        self._image_pub.publish(msg)
+        info = self._camera_info(msg.header)
+        delay = self._camera_rng.uniform(*cam.delay) if cam.delay[1] > 0.0 else 0.0
+        if delay <= 0.0:
+            self._image_pub.publish(msg)
+            self._info_pub.publish(info)
+            return
+        # Delivered late, as a driver's frames are: published from the physics timer.
+        self._pending.append((self.get_clock().now().nanoseconds + int(delay * 1e9), msg, info))
+
+    def _publish_due_frames(self) -> None:
+        now = self.get_clock().now().nanoseconds
+        while self._pending and self._pending[0][0] <= now:
+            _, msg, info = self._pending.popleft()
+            self._image_pub.publish(msg)
+            self._info_pub.publish(info)
+
+    def _camera_info(self, header) -> CameraInfo:
+        """The renderer's true pinhole intrinsics (no distortion)."""
+        r = self._renderer
+        info = CameraInfo(height=r.height, width=r.width, distortion_model='plumb_bob')
+        info.header = header
+        info.d = [0.0] * 5
+        info.k = [r.focal, 0.0, r.cx, 0.0, r.focal, r.cy, 0.0, 0.0, 1.0]
+        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        info.p = [r.focal, 0.0, r.cx, 0.0, 0.0, r.focal, r.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        return info
 
     @property
     def world(self) -> World:
@@ -191,6 +251,14 @@ class SimNode(Node):
     def close(self) -> None:
         """Stop the oracle server."""
         self._server_stack.close()
+
+
+def _shifted(stamp, seconds: float):
+    """A builtin_interfaces Time moved by ``seconds`` (never before zero)."""
+    total = max(stamp.sec * 1_000_000_000 + stamp.nanosec + int(round(seconds * 1e9)), 0)
+    out = type(stamp)()
+    out.sec, out.nanosec = divmod(total, 1_000_000_000)
+    return out
 
 
 def main(args=None) -> None:

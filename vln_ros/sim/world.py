@@ -81,10 +81,14 @@ class World:
 
     Noise model (``robot.noise``): ``linear`` is the standard deviation of the relative error
     of the translational speed (0.05 = 5 %), ``angular`` the standard deviation in rad/s of an
-    additive yaw-rate error applied while the robot is commanded to move. The true pose
-    integrates the noisy motion; ``odometry()`` integrates the commanded motion (what the
-    robot believes). With zero noise both are equal, collisions included: a blocked robot
-    knows it is blocked, as a legged robot's leg odometry would.
+    additive yaw-rate error applied while the robot is commanded to move. Both are drawn per
+    step and average out; what makes real odometry drift is drawn once per run: ``scale``
+    is the standard deviation of a constant relative error of the true speed against the
+    odometry's (legs slip, a wheel radius is off), and ``yaw_drift`` the magnitude in rad/s of
+    a constant yaw rate that only the odometry sees (a gyro bias), with a random sign. The
+    true pose integrates the noisy motion; ``odometry()`` integrates the commanded motion
+    plus the drift (what the robot believes). With zero noise both are equal, collisions
+    included: a blocked robot knows it is blocked, as a legged robot's leg odometry would.
     """
 
     def __init__(self, scenario: Scenario, seed: int = 0):
@@ -108,6 +112,11 @@ class World:
         self.in_contact = False
         self.last_command = (0.0, 0.0, 0.0)
         self._rng = np.random.default_rng(self._seed)
+        cfg = self.scenario.robot
+        # Drawn first and once, so a seed always gives the same drift.
+        scale, sign = self._rng.normal(0.0, 1.0), self._rng.choice((-1.0, 1.0))
+        self.odom_scale_error = float(scale * cfg.noise_scale)
+        self.odom_yaw_drift = float(sign * cfg.noise_yaw_drift)
 
     # Poses ------------------------------------------------------------------------------
 
@@ -118,6 +127,11 @@ class World:
     def odometry(self) -> Pose:
         """Return the pose the robot believes it has, integrated from the commanded motion."""
         return self._odom
+
+    def camera_pose(self, base: Pose | None = None) -> Pose:
+        """Return the camera's pose for a base pose (default: the true pose)."""
+        cam = self.scenario.robot.camera
+        return (self.robot if base is None else Pose.of(base)).moved(cam.x, cam.y, 0.0)
 
     @property
     def instruction(self) -> str | None:
@@ -151,9 +165,10 @@ class World:
         vx, vy, wz = self.limit(vx, vy, wz)
         self.last_command = (vx, vy, wz)
         cfg = self.scenario.robot
-        tvx, tvy, twz = vx, vy, wz
+        scale = 1.0 + self.odom_scale_error
+        tvx, tvy, twz = vx * scale, vy * scale, wz
         if cfg.noise_linear > 0.0 and (vx or vy):
-            scale = 1.0 + self._rng.normal(0.0, cfg.noise_linear)
+            scale *= 1.0 + self._rng.normal(0.0, cfg.noise_linear)
             tvx, tvy = vx * scale, vy * scale
         if cfg.noise_angular > 0.0 and (vx or vy or wz):
             twz = wz + self._rng.normal(0.0, cfg.noise_angular)
@@ -163,7 +178,7 @@ class World:
         free = True
         for _ in range(n):
             true_next = self._integrate(self.robot, tvx, tvy, twz, h)
-            odom_next = self._integrate(self._odom, vx, vy, wz, h)
+            odom_next = self._integrate(self._odom, vx, vy, wz + self.odom_yaw_drift, h)
             if self.collides(true_next.x, true_next.y) and not self._leaving(true_next):
                 free = False
                 true_next = Pose(self.robot.x, self.robot.y, true_next.yaw)
