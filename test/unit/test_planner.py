@@ -123,10 +123,12 @@ def test_latency_compensation_ends_where_the_model_meant():
         frac = min(1.0, max(0.0, (t - capture) / (arrival - capture - 1.0)))
         planner.on_odometry(t, interpolate_pose(anchor, moved, frac))
     path = planner.on_result(result(capture, PATH, inference_time=6.0), arrival)
-    assert path is not None and len(path) == len(PATH)
+    # The first waypoint (0.3 m ahead of the capture pose) is behind the robot, which moved
+    # 0.5 m meanwhile: it is passed, and dropped rather than driven back to.
+    assert path is not None and len(path) == len(PATH) - 1
     target = anchor.compose(Pose2D(1.0, 0.15, 0.3))
     assert path[-1].distance_to(target) < 1e-9
-    assert path[0].distance_to(anchor.compose(Pose2D(0.3, 0.0, 0.0))) < 1e-9
+    assert path[0].distance_to(anchor.compose(Pose2D(0.6, 0.05, 0.1))) < 1e-9
 
     sim = Sim(planner, moved, arrival + DT)
     last = sim.run(20.0, until=lambda c: c.reason == 'path_finished' and speed(c) == 0.0)
@@ -136,6 +138,45 @@ def test_latency_compensation_ends_where_the_model_meant():
     assert abs(normalize_angle(sim.pose.yaw - target.yaw)) < 0.05 + 0.01
     # Placing the waypoints at the arrival pose instead would miss by far more.
     assert moved.compose(Pose2D(1.0, 0.15, 0.3)).distance_to(target) > 0.3
+
+
+def _moved_on(planner, capture: float, arrival: float, start: Pose2D, end: Pose2D) -> None:
+    """Odometry from ``start`` (until the capture) to ``end`` (at the arrival)."""
+    for i in range(int((capture - 1.0) * RATE), int(arrival * RATE) + 1):
+        t = i * DT
+        frac = min(1.0, max(0.0, (t - capture) / (arrival - capture)))
+        planner.on_odometry(t, interpolate_pose(start, end, frac))
+
+
+def test_an_answer_whose_waypoints_are_all_passed_never_drives_back():
+    planner = active_planner()
+    start = Pose2D(1.0, 1.0, 0.0)
+    moved = Pose2D(2.3, 1.0, 0.0)  # 1.3 m on since the capture, past the answer's 1 m
+    _moved_on(planner, 10.0, 16.0, start, moved)
+    path = planner.on_result(result(10.0, PATH), 16.0)
+    # Only a turn to the answer's final heading, where the robot stands.
+    assert path is not None and len(path) == 1
+    assert path[0].distance_to(moved) < 0.02
+    assert abs(path[0].yaw - 0.3) < 1e-9
+    sim = Sim(planner, moved, 16.0 + DT)
+    sim.run(10.0, until=lambda c: c.reason == 'path_finished' and speed(c) == 0.0)
+    assert sim.pose.distance_to(moved) < 0.05  # it turned; it did not go back 0.3-1.3 m
+    assert abs(normalize_angle(sim.pose.yaw - 0.3)) < 0.07
+
+
+def test_a_turn_answer_turns_where_the_robot_stands_now():
+    planner = active_planner()
+    start = Pose2D(0.0, 0.0, 0.0)
+    moved = Pose2D(0.6, 0.0, 0.0)
+    _moved_on(planner, 10.0, 16.0, start, moved)
+    turn = [SimpleNamespace(dx=0.05, dy=0.0, dtheta=0.5, confidence=0.8)]
+    path = planner.on_result(result(10.0, turn), 16.0)
+    assert path is not None and len(path) == 1
+    assert path[0].distance_to(moved) < 0.02 and abs(path[0].yaw - 0.5) < 1e-9
+    sim = Sim(planner, moved, 16.0 + DT)
+    sim.run(10.0, until=lambda c: c.reason == 'path_finished' and speed(c) == 0.0)
+    assert sim.pose.distance_to(moved) < 0.05
+    assert abs(normalize_angle(sim.pose.yaw - 0.5)) < 0.07
 
 
 def test_capture_stamp_without_pose_is_rejected():

@@ -60,6 +60,8 @@ _DY_RANGE = (-1.0, 1.0)
 _DTHETA_RANGE = (-0.5, 0.5)
 # Waypoints no further than this (m) from the capture spot are a turn in place.
 _TURN_STEP = 0.1
+# A waypoint less than this (m) ahead of the robot's current pose is passed.
+_PASSED = 0.05
 
 
 @dataclass
@@ -249,12 +251,20 @@ class Planner:
         self._path = waypoints_to_odom(anchor, waypoints)
         start = anchor
         current = self._current_pose(now)
-        if current is not None and _is_turn_in_place(waypoints):
-            # A turn answer ('turn left': a few cm and a heading) is relative to a pose
-            # seconds old. Going back to that spot would undo the way made since: turn where
+        if current is not None:
+            # The answer is about a pose seconds old, and the robot has moved on since.
+            # Waypoints go forward only, so one now behind the robot is one it has passed:
+            # going back to it would undo the way made since. A turn answer ('turn left':
+            # a few cm and a heading), or one whose every waypoint is passed, turns where
             # the robot stands, to the heading the answer gives.
-            self._path = [Pose2D(current.x, current.y, self._path[-1].yaw)]
-            start = current
+            ahead = next((i for i, p in enumerate(self._path)
+                          if p.relative_to(current).x > _PASSED), None)
+            if _is_turn_in_place(waypoints) or ahead is None:
+                self._path = [Pose2D(current.x, current.y, self._path[-1].yaw)]
+                start = current
+            elif ahead > 0:
+                self._path = self._path[ahead:]
+                start = current
         self._tracker.set_path(self._path, start=start)
         self._hold_reason = None
         return list(self._path), None
