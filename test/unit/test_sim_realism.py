@@ -338,12 +338,8 @@ def test_route_field_follows_the_l_corridor():
     assert lengths == sorted(lengths, reverse=True)
 
 
-@pytest.mark.xfail(strict=True, reason='sim bug (reported): RouteField leaves a band between '
-                   'the goal cells (footprint distance <= goal_margin = radius + 0.15) and the '
-                   'free cells (clearance >= keep_off = radius + 0.25) one grid cell wide; a '
-                   'door against a wall is reachable only where float rounding closes it '
-                   '(l_corridor, but not with its door moved 1 cm), not in these scenarios')
-@pytest.mark.parametrize('name', ['corridor_door', 'two_doors'])
+# The goal band reaches one cell past keep_off: a door in a wall is as near the wall.
+@pytest.mark.parametrize('name', ['corridor_door', 'two_doors', 'switch_mid_way'])
 def test_route_field_reaches_a_door_at_the_end_of_the_way(name):
     world = World(Scenario.load(name))
     door = world.scenario.landmark('red door')

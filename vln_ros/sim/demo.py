@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from vln_ros.sim.evaluation import evaluate
+from vln_ros.sim.oracle_profiles import PROFILE_NAMES
 from vln_ros.sim.render import render_topdown
 from vln_ros.sim.scenario import Scenario
 from vln_ros.sim.world import World
@@ -335,6 +336,10 @@ def main(argv=None) -> int:
                         metavar=('MIN', 'MAX'), help='oracle model latency range (s)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--no-media', action='store_true', help='skip video and plot')
+    parser.add_argument('--profile', choices=PROFILE_NAMES, default=None,
+                        help="oracle error profile (default: the scenario's)")
+    parser.add_argument('--ideal-world', action='store_true',
+                        help='exact odometry, a centred camera and one clock')
     args = parser.parse_args(argv)
     # A domain of its own, so a demo never drives someone else's robot or run on this host.
     reserve_domain_id()
@@ -342,7 +347,8 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.out)
     t0 = time.monotonic()
     summary = run_scenario(args.scenario, out, tuple(args.latency), args.seed,
-                           write_media=not args.no_media)
+                           write_media=not args.no_media, profile=args.profile,
+                           realism=not args.ideal_world)
     print(json.dumps({k: v for k, v in summary.items() if k != 'files'}, indent=2))
     print(f'[demo] {"SUCCESS" if summary["success"] else "FAILED"}: {summary["reason"]} '
           f'in {time.monotonic() - t0:.0f} s; wrote {", ".join(summary.get("files", []))} '

@@ -222,8 +222,9 @@ class Oracle:
             bearing = -bearing
         points = self._path(world, goal, pose, bearing, surface)
         end = pose.moved(points[-1]['dx'], points[-1]['dy'], 0.0)
-        if not _passable(world, pose, (end.x, end.y)):
-            # A wall corner in the way: the model steers round it, along the free way.
+        if not errors.wrong_direction and not _passable(world, pose, (end.x, end.y)):
+            # A wall corner in the way: the model steers round it, along the free way (a
+            # left/right mix-up stays the mistake it is).
             way = self._way_ahead(pose, self._route(world, goal).path(pose.x, pose.y,
                                                                       self.reach))
             points = way or points
@@ -287,8 +288,10 @@ class Oracle:
             if points:
                 return _answer(f'{prefix}{what}, the way continues {self._where(bearing)}',
                                'forward', points)
-        if abs(bearing) <= math.pi / 2:
-            side = 'left' if bearing > 0 else 'right'
+        bx, by = pose.to_local(*cue)
+        side_bearing = -math.atan2(by, bx) if errors.wrong_direction else math.atan2(by, bx)
+        if abs(side_bearing) <= math.pi / 2:  # to the robot's side: the image edge shows it
+            side = 'left' if side_bearing > 0 else 'right'
         else:
             side = _last_search_side(history) or ('left' if errors.coin else 'right')
         return self._turn(prefix, side, f'{what}, turning', 0.6)

@@ -79,8 +79,10 @@ class RouteField:
         radius = world.scenario.robot.radius
         # A model keeps to the middle of the way, not a hair's breadth off the walls.
         keep_off = radius + 0.25 if keep_off is None else keep_off
-        # Cells this close to the footprint are the goal (the path ends this far from it).
-        self.goal_margin = radius + 0.15
+        # Cells this close to the footprint are the goal (the path ends this far from it). At
+        # least one cell beyond keep_off: a door in a wall is as near the wall as the door,
+        # and a thinner goal band would leave it unreachable.
+        self.goal_margin = max(radius + 0.15, keep_off + _CELL)
         free = np.zeros((self.nx, self.ny), bool)
         goal = []
         for i in range(self.nx):
