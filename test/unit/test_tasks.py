@@ -264,6 +264,28 @@ def test_results_for_inactive_unknown_or_mismatched_task_are_ignored(manager):
     assert snapshot(manager) == before
 
 
+def test_a_search_that_only_turns_gives_up_after_search_limit_answers():
+    mgr = TaskManager(TaskStore(), clock=FakeClock(), search_limit=4)
+    _, task, _ = mgr.create('find the green box')
+    tid = task.task_id
+    # Any answer that moves on (forward, a stop) resets the count.
+    for i, action in enumerate(['turn_left', 'turn_left', 'turn_right', 'forward',
+                                'turn_left', 'turn_left', 'stop', 'turn_right', 'turn_left',
+                                'turn_left']):
+        mgr.record_result(tid, entry(tid, action, 0.6, sequence=i))
+    assert mgr.get(tid).status == TaskStatus.ACTIVE
+    mgr.record_result(tid, entry(tid, 'turn_right', 0.6, sequence=10))
+    failed = mgr.get(tid)
+    assert failed.status == TaskStatus.FAILED and 'not found' in failed.message
+    assert 'search_limit' in failed.message and mgr.active is None
+    # 0: never gives up; a new task starts counting afresh.
+    patient = TaskManager(TaskStore(), clock=FakeClock(), search_limit=0)
+    _, task, _ = patient.create('find the green box')
+    for i in range(100):
+        patient.record_result(task.task_id, entry(task.task_id, 'turn_left', 0.6, sequence=i))
+    assert patient.get(task.task_id).status == TaskStatus.ACTIVE
+
+
 def test_completion_after_consecutive_confident_stops():
     mgr = TaskManager(TaskStore(), clock=FakeClock(), completion_count=3,
                       completion_confidence=0.7)

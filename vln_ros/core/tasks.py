@@ -39,18 +39,24 @@ class TaskManager:
 
     def __init__(self, store: TaskStore, clock: Callable[[], float] = time.time,
                  history_size: int = 50, completion_confidence: float = 0.7,
-                 completion_count: int = 2) -> None:
-        """Load the stored tasks; any task left ACTIVE by a previous process is stopped."""
+                 completion_count: int = 2, search_limit: int = 0) -> None:
+        """Load the stored tasks; any task left ACTIVE by a previous process is stopped.
+
+        ``search_limit`` > 0 fails a task after that many answers in a row that only turn in
+        place (the model is looking for something it does not find); 0 never gives up.
+        """
         self._store = store
         self._clock = clock
         self.history_size = int(history_size)
         self.completion_confidence = float(completion_confidence)
         self.completion_count = max(1, int(completion_count))
+        self.search_limit = max(0, int(search_limit))
         self.on_change: Callable[[TaskRecord], None] | None = None
         self._lock = threading.RLock()
         self._tasks: dict[str, TaskRecord] = {}  # insertion order = creation order
         self._active_id: str | None = None
         self._stop_streak = 0
+        self._turn_streak = 0
         for record in reversed(store.load_tasks()):
             self._tasks[record.task_id] = record
             if record.status == TaskStatus.ACTIVE:
@@ -97,6 +103,7 @@ class TaskManager:
             self._tasks[task_id] = record
             self._active_id = task_id
             self._stop_streak = 0
+            self._turn_streak = 0
             self._persist(record)
             self._notify(record)
             return True, record.copy(), 'created'
@@ -171,6 +178,14 @@ class TaskManager:
             if self._stop_streak >= self.completion_count:
                 self._finish(record, TaskStatus.COMPLETED, 'arrived')
                 return True
+            # A bounded search: wandering on forever is worse than saying it was not found.
+            turning = entry.action in ('turn_left', 'turn_right')
+            self._turn_streak = self._turn_streak + 1 if turning else 0
+            if self.search_limit and self._turn_streak >= self.search_limit:
+                self._finish(record, TaskStatus.FAILED,
+                             f'not found: {self._turn_streak} answers in a row only turned in '
+                             'place (search_limit)')
+                return False
             self._persist(record)
             self._notify(record)
             return False
@@ -182,6 +197,7 @@ class TaskManager:
         if self._active_id == record.task_id:
             self._active_id = None
             self._stop_streak = 0
+            self._turn_streak = 0
         self._persist(record)
         self._notify(record)
 

@@ -114,6 +114,9 @@ class TaskNode(Node):
         completion_count = declare(self, 'completion_count', 2,
                                    'Consecutive confident "stop" answers that complete a task',
                                    1, 100)
+        search_limit = declare(self, 'search_limit', 20,
+                               'Fail a task after this many answers in a row that only turn in '
+                               'place, about two full turns (0: never give up)', 0, 1000)
         self._ack_timeout = declare(self, 'switch_ack_timeout', 1.0,
                                     'Wait this long (s, wall time: a paused /clock must not '
                                     'hang a service) for perception and planner to follow a '
@@ -133,7 +136,8 @@ class TaskNode(Node):
             self.get_logger().warn(self._store.warning)
         self._manager = TaskManager(self._store, clock=self._now, history_size=history_size,
                                     completion_confidence=completion_confidence,
-                                    completion_count=completion_count)
+                                    completion_count=completion_count,
+                                    search_limit=search_limit)
         self._changed = threading.Condition()
         self._acks: dict[str, str] = {}  # node -> task id it follows ('' = none)
         self._ack_cv = threading.Condition()

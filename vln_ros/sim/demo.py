@@ -28,6 +28,8 @@ from vln_ros.sim.scenario import Scenario
 from vln_ros.sim.world import World
 from vln_ros.tools.processes import ProcessGroup, clean_shm_zombies, reserve_domain_id, wait_until
 
+# s before the run's time limit at which the stack itself gives up the task (Navigate timeout).
+GIVE_UP_MARGIN = 5.0
 PLANNER_LIMITS = {'max_linear_vel': 0.5, 'max_angular_vel': 0.8, 'max_linear_acc': 0.5,
                   'max_angular_acc': 1.5}
 
@@ -39,12 +41,13 @@ class Recorder:
         from geometry_msgs.msg import TwistStamped
         from nav_msgs.msg import Odometry
         import rclpy
+        from rclpy.action import ActionClient
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from std_msgs.msg import UInt32
+        from vln_ros_interfaces.action import Navigate
         from vln_ros_interfaces.msg import NavigationResult, TaskState
-        from vln_ros_interfaces.srv import CreateTask
 
         from vln_ros.nodes.ros_common import LATCHED_QOS
 
@@ -74,8 +77,9 @@ class Recorder:
         n.create_subscription(TaskState, 'vln/task_state', self.states.append, LATCHED_QOS)
         n.create_subscription(Image, 'vln/debug_image', self._on_debug, 2)
         n.create_subscription(UInt32, 'sim/collisions', self._on_collision, 10)
-        self.create_client = n.create_client(CreateTask, 'vln/create_task')
-        self._create_type = CreateTask
+        # Goals as a user's mission script would send them: a new goal is a new instruction.
+        self.navigate = ActionClient(n, Navigate, 'vln/navigate')
+        self._navigate_type = Navigate
 
     def now(self) -> float:
         """Seconds since the run started."""
@@ -109,12 +113,15 @@ class Recorder:
         while (left := end - time.monotonic()) > 0:
             self.executor.spin_once(timeout_sec=min(left, 0.05))
 
-    def create_task(self, instruction: str, timeout: float = 20.0):
-        """Call vln/create_task (with visualization on) and return the response."""
-        req = self._create_type.Request(instruction=instruction)
-        req.config.enable_visualization = True
-        wait_until(self.create_client.service_is_ready, timeout, spin=self.spin_for)
-        future = self.create_client.call_async(req)
+    def navigate_to(self, instruction: str, limit: float, timeout: float = 20.0):
+        """Send a Navigate goal (visualization on) that gives up after ``limit`` s.
+
+        Returns the goal handle; a later goal supersedes this one's task.
+        """
+        goal = self._navigate_type.Goal(instruction=instruction, timeout=float(limit))
+        goal.config.enable_visualization = True
+        wait_until(lambda: self.navigate.server_is_ready(), timeout, spin=self.spin_for)
+        future = self.navigate.send_goal_async(goal)
         wait_until(future.done, timeout, spin=self.spin_for)
         return future.result()
 
@@ -226,9 +233,11 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
             while schedule and schedule[0].at <= t:
                 instr = schedule.pop(0)
                 switched.append((t, recorder.trajectory[-1][1:]))
-                resp = recorder.create_task(instr.text)
-                say(f'[demo] t={t:5.1f}s task {resp.task_id}: "{instr.text}" '
-                    f'({"accepted" if resp.accepted else resp.message})')
+                # The stack's own bound, inside the run's: a run that cannot succeed ends
+                # with a failed task that says why, and the robot at rest.
+                handle = recorder.navigate_to(instr.text, max(limit - t - GIVE_UP_MARGIN, 5.0))
+                say(f'[demo] t={t:5.1f}s navigate "{instr.text}" '
+                    f'({"accepted" if handle.accepted else "refused"})')
             if outage_at is not None and not outage_done and t >= outage_at:
                 # Model outage: every request now fails; the planner must stop the robot.
                 req = urllib.request.Request(
@@ -250,7 +259,7 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
                     f'results={len(recorder.results)} last action={action}')
                 last_print = t
             if not schedule and done_at is None and recorder.states and \
-                    recorder.states[-1].status == 'completed':
+                    recorder.states[-1].status in ('completed', 'failed'):
                 done_at = t
             if done_at is not None and t - done_at > 2.0:
                 break
