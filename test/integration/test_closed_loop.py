@@ -1,9 +1,14 @@
-"""Closed loop on the simulator (short latency): reach the goal, obey a switch, stop on outage."""
+"""Closed loop on the simulator (short latency): reach the goal, obey a switch, stop on outage.
+
+Every run is in the scenarios' realistic world (odometry drift, camera mount and clock) with
+the `realistic` oracle profile (docs/sim-realism.md), unless a test says otherwise.
+"""
 from vln_ros.sim.demo import run_scenario
 
 
 def test_corridor_reaches_the_door_and_stops(tmp_path):
     summary = run_scenario('corridor_door', tmp_path, latency=(1.0, 2.0), quiet=True)
+    assert (summary['profile'], summary['world']) == ('realistic', 'realistic')
     assert summary['success'], summary
     assert summary['final_task_status'] == 'completed'
     assert summary['limit_violations'] == 0 and summary['collisions'] == 0

@@ -93,3 +93,38 @@ def test_navigate_timeout_runs_on_the_node_clock(procs, ros):
     ros.wait_until(result.done, 15)
     state = result.result().result.state
     assert state.status == 'failed' and 'timed out' in state.message
+
+
+def test_a_search_that_only_turns_fails_the_goal_with_a_reason_and_the_limit_is_live(procs, ros):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from vln_ros_interfaces.msg import Waypoint
+
+    procs.start_node('task_node', params={'db_path': ':memory:'})
+    client = ActionClient(ros.node, Navigate, 'vln/navigate')
+    ros.wait_until(client.server_is_ready, 30)
+    setter = ros.node.create_client(SetParameters, '/task_node/set_parameters')
+    value = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=3)
+    reply = ros.call(setter, SetParameters.Request(
+        parameters=[Parameter(name='search_limit', value=value)]), 15)
+    assert reply.results[0].successful
+    pub = ros.node.create_publisher(NavigationResult, 'vln/result', 10)
+    send = client.send_goal_async(Navigate.Goal(instruction='find the green box'))
+    handle = ros.wait_until(lambda: send.done() and send.result(), 10)
+    assert handle.accepted
+    ros.wait_until(lambda: pub.get_subscription_count() > 0, 10)
+    get = ros.node.create_client(GetTask, 'vln/get_task')
+    task_id = ros.wait_until(lambda: ros.call(get, GetTask.Request()).state.task_id, 10)
+    # Two turns, a step forward (the count starts again), then three turns: not found.
+    for seq, action in enumerate(['turn_left', 'turn_left', 'forward', 'turn_left',
+                                  'turn_right', 'turn_left'], start=1):
+        pub.publish(NavigationResult(task_id=task_id, sequence=seq, action=action,
+                                     environment='room, green box not in view',
+                                     status=NavigationResult.STATUS_OK,
+                                     waypoints=[Waypoint(dx=0.05, dtheta=0.5, confidence=0.6)]))
+        ros.spin_for(0.1)
+    result = handle.get_result_async()
+    ros.wait_until(result.done, 10)
+    state = result.result().result.state
+    assert state.status == 'failed' and 'not found' in state.message, state
+    assert state.inferences == 6

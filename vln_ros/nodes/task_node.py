@@ -23,6 +23,7 @@ from vln_ros.core.statuses import result_code, result_name
 from vln_ros.core.task_records import HistoryEntry, TaskConfig, TaskRecord, TaskStatus
 from vln_ros.core.task_store import TaskStore
 from vln_ros.core.tasks import TaskManager
+from vln_ros.nodes.parameters import LiveParameters
 from vln_ros.nodes.ros_common import (
     LATCHED_QOS,
     RELIABLE_QOS,
@@ -138,6 +139,8 @@ class TaskNode(Node):
                                     completion_confidence=completion_confidence,
                                     completion_count=completion_count,
                                     search_limit=search_limit)
+        LiveParameters(self, ('completion_confidence', 'completion_count', 'search_limit',
+                              'switch_ack_timeout', 'expected_followers'), self._reconfigure)
         self._changed = threading.Condition()
         self._acks: dict[str, str] = {}  # node -> task id it follows ('' = none)
         self._ack_cv = threading.Condition()
@@ -182,6 +185,17 @@ class TaskNode(Node):
             self._changed.notify_all()
         if completed:
             self.get_logger().info(f'task {msg.task_id} completed: arrived')
+
+    def _reconfigure(self, values: dict):
+        """Live task settings: the next answer and the next task change use them."""
+        def apply() -> None:
+            manager = self._manager
+            manager.completion_confidence = float(values['completion_confidence'])
+            manager.completion_count = max(1, int(values['completion_count']))
+            manager.search_limit = max(0, int(values['search_limit']))
+            self._ack_timeout = float(values['switch_ack_timeout'])
+            self._expected_followers = int(values['expected_followers'])
+        return apply
 
     def _on_ack(self, msg: String) -> None:
         node, task_id = parse_task_ack(msg.data)
