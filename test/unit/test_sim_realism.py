@@ -566,3 +566,16 @@ def test_request_history_through_the_model_server_request():
     oracle = Oracle(lambda: (world, start), profile=SIGHT_ONLY)
     policy = make_oracle_policy(oracle)
     assert {policy(request)['action'] for _ in range(20)} == {'turn_right'}
+
+
+def test_next_to_the_target_a_search_turns_to_where_it_was_last_seen():
+    world = World(Scenario.load('turn_to_landmark'))
+    box = world.scenario.landmark('green box')
+    # Right beside the box (inside the way's goal band), facing away from it.
+    pose = Pose(box.position[0] + 0.75, box.position[1], 0.0)
+    assert not landmark_in_view(world, world.camera_pose(pose), box, HALF_FOV)
+    for side in ('left', 'right'):
+        oracle = Oracle(lambda: (world, pose), profile=SIGHT_ONLY)
+        history = [(f'room, green box 30 deg {side} 0.9 m', 'forward')]
+        answer = oracle.answer('find the green box', pose, world, history)
+        assert answer['action'] == f'turn_{side}' and NOT_IN_VIEW in answer['environment']

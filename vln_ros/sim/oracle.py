@@ -290,10 +290,14 @@ class Oracle:
                                'forward', points)
         bx, by = pose.to_local(*cue)
         side_bearing = -math.atan2(by, bx) if errors.wrong_direction else math.atan2(by, bx)
-        if abs(side_bearing) <= math.pi / 2:  # to the robot's side: the image edge shows it
+        seen_side = _last_seen_side(history, mark.name)
+        if math.hypot(bx, by) < 0.2 and seen_side:
+            side = seen_side  # next to it (the way ends here): turn to where it was last seen
+        elif abs(side_bearing) <= math.pi / 2:  # to the robot's side: the image edge shows it
             side = 'left' if side_bearing > 0 else 'right'
         else:
-            side = _last_search_side(history) or ('left' if errors.coin else 'right')
+            side = seen_side or _last_search_side(history) or \
+                ('left' if errors.coin else 'right')
         return self._turn(prefix, side, f'{what}, turning', 0.6)
 
     @staticmethod
@@ -378,6 +382,14 @@ def request_history(request: Any) -> list[tuple[str, str]]:
         if match:
             out.append((match['saw'].strip(), match['action'].strip()))
     return out
+
+
+def _last_seen_side(history: Sequence[tuple[str, str]], name: str) -> str | None:
+    """The side the last answer saw ``name`` on ('12 deg left'), or None."""
+    if not history:
+        return None
+    match = re.search(rf'{re.escape(name)} \d+ deg (left|right)', history[-1][0])
+    return match[1] if match else None
 
 
 def _last_search_side(history: Sequence[tuple[str, str]]) -> str | None:
