@@ -71,7 +71,9 @@ def test_must_stop_requires_a_stop_command(corridor):
 
 
 def test_too_late_fails(corridor):
-    trajectory, commands = straight_run(5.0, speed=0.04, dt=0.5)
+    # Slow enough to reach the door only after the scenario's time limit (120 s).
+    assert corridor.success.time_limit < 3.8 / 0.025
+    trajectory, commands = straight_run(5.0, speed=0.025, dt=0.5)
     summary = evaluate(corridor, trajectory, commands)
     assert not summary.success and 'time limit' in summary.reason
 
