@@ -245,18 +245,18 @@ def test_page_plays_pauses_and_stops_a_video_source(stack, page, client, tmp_pat
     page.wait_for_selector('#source-state[data-state="playing"]', timeout=10000)
     assert client.get('/vln/source').json()['fps'] == 25.0
     page.click('#source-pause')
-    page.wait_for_selector('#source-state[data-state="paused"]', timeout=5000)
+    page.wait_for_selector('#source-state[data-state="paused"]', timeout=15000)
     page.click('#source-resume')
-    page.wait_for_selector('#source-state[data-state="playing"]', timeout=5000)
+    page.wait_for_selector('#source-state[data-state="playing"]', timeout=15000)
     page.click('#source-stop')
-    page.wait_for_selector('#source-state[data-state="stopped"]', timeout=5000)
+    page.wait_for_selector('#source-state[data-state="stopped"]', timeout=15000)
     # A bad path is explained on the page.
     page.fill('#source-text', 'missing.mp4')
     page.click('#source-start')
-    page.wait_for_selector('#source-state.error:has-text("no_such_file")', timeout=5000)
+    page.wait_for_selector('#source-state.error:has-text("no_such_file")', timeout=15000)
     page.fill('#source-text', str(tmp_path / 'elsewhere.mp4'))
     page.click('#source-start')
-    page.wait_for_selector('#source-state.error:has-text("media_dir")', timeout=5000)
+    page.wait_for_selector('#source-state.error:has-text("media_dir")', timeout=15000)
     assert page.errors == []
 
 
