@@ -140,8 +140,7 @@ class Oracle:
         prefix = f'{scene}, ' if scene else ''
         lowered = text.lower()
         self.counts['answers'] += 1
-        errors = draw_errors(self.profile, self._rng) if self.profile.name != 'ideal' \
-            else NO_ERRORS
+        errors = draw_errors(self.profile, self._rng)  # all zero for the ideal profile
 
         phrase = target_phrase(text)
         if phrase is not None:

@@ -83,6 +83,11 @@ class SimNode(Node):
         self._camera = self._world.scenario.robot.camera
         profile = profile_named(profile_name or loaded.oracle_profile)
         self._renderer = CameraRenderer(width, height, self._camera.hfov)
+        r = self._renderer  # D, K, R, P of camera_info: fixed, built once, not per frame
+        self._intrinsics = ([0.0] * 5, [r.focal, 0.0, r.cx, 0.0, r.focal, r.cy, 0.0, 0.0, 1.0],
+                            [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                            [r.focal, 0.0, r.cx, 0.0, 0.0, r.focal, r.cy, 0.0, 0.0, 0.0, 1.0,
+                             0.0])
         self._camera_rng = np.random.default_rng(seed + 7919)  # jitter and delay draws
         self._pending: collections.deque = collections.deque()  # (publish at, image, info)
         self._lock = threading.Lock()
@@ -233,15 +238,10 @@ class SimNode(Node):
             self._info_pub.publish(info)
 
     def _camera_info(self, header) -> CameraInfo:
-        """The renderer's true pinhole intrinsics (no distortion)."""
-        r = self._renderer
-        info = CameraInfo(height=r.height, width=r.width, distortion_model='plumb_bob')
-        info.header = header
-        info.d = [0.0] * 5
-        info.k = [r.focal, 0.0, r.cx, 0.0, r.focal, r.cy, 0.0, 0.0, 1.0]
-        info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-        info.p = [r.focal, 0.0, r.cx, 0.0, 0.0, r.focal, r.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        return info
+        """The renderer's true pinhole intrinsics (no distortion), stamped like the image."""
+        r, (d, k, rect, p) = self._renderer, self._intrinsics
+        return CameraInfo(header=header, height=r.height, width=r.width,
+                          distortion_model='plumb_bob', d=d, k=k, r=rect, p=p)
 
     @property
     def world(self) -> World:
