@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 import math
 
+from vln_ros.core.collision.guarded_output import GuardedOutput
 from vln_ros.core.geometry import Pose2D, integrate_twist
 from vln_ros.core.path_tracking import PathTracker, waypoints_to_odom
 from vln_ros.core.pose_history import DeadReckoner, PoseHistory
@@ -45,6 +46,8 @@ REASONS = (
     'estop',
     'error_streak',
     'no_pose',
+    'obstacle',  # the obstacle guard's stop zone: something the command would hit
+    'stale_sensor',  # a configured obstacle source is too old: driving blind is not allowed
 )
 
 # Approach the goal a little below the braking limit, so the limiter's ramp to zero ends at
@@ -143,6 +146,8 @@ class Command:
     reason: str
     target: Pose2D | None
     path: list[Pose2D]
+    # The obstacle guard's verdict on this tick's command (None: no guard, or at rest).
+    guard: object | None = None
 
 
 def result_velocity(waypoints: Sequence, output_fps: float,
@@ -196,6 +201,8 @@ class Planner:
             maxlen=_sent_length(cfg))
         # Why the last result was not turned into a path (None: it was); for the logs.
         self.last_ignored: str | None = None
+        # The obstacle guard (None: the planner drives without one, and the node says so).
+        self.guard: GuardedOutput | None = None
 
     # -------------------------------------------------------------------------- inputs
 
@@ -203,6 +210,11 @@ class Planner:
         """Record the odometry pose at ``stamp`` (ignored when dead reckoning)."""
         if self._reckoner is None:
             self._history.add(stamp, pose)
+
+    def on_obstacles(self, source: str, points, stamp: float, now: float) -> None:
+        """Take obstacle points (N x 2, base frame at ``stamp``) from a guard source."""
+        if self.guard is not None:
+            self.guard.on_points(source, points, stamp, now, self._pose_at(stamp))
 
     def on_result(self, result: PlannerResult, now: float) -> list[Pose2D] | None:
         """Take a model result that arrived at ``now``.
@@ -348,7 +360,7 @@ class Planner:
             if pose is None:
                 reason = 'no_pose'
         if reason is not None:
-            return self._command(self._limiter.apply(0.0, 0.0, 0.0, dt), reason, None)
+            return self._ramp_down(dt, now, pose, reason, None)
 
         speed = cfg.limits.max_linear_vel
         if cfg.schedule_speed:
@@ -358,10 +370,23 @@ class Planner:
         track = self._tracker.compute(pose, speed)
         if track.finished:
             self._drop_path('path_finished')
-            return self._command(self._limiter.apply(0.0, 0.0, 0.0, dt), 'path_finished',
-                                 track.target)
-        out = self._limiter.apply(track.vx, track.vy if cfg.holonomic else 0.0, track.wz, dt)
-        return self._command(out, 'tracking', track.target)
+            return self._ramp_down(dt, now, pose, 'path_finished', track.target)
+        target = (track.vx, track.vy if cfg.holonomic else 0.0, track.wz)
+        if self.guard is None:
+            return self._command(self._limiter.apply(*target, dt), 'tracking', track.target)
+        out, stopped = self.guard.tracking(target, self._limiter, dt, now, pose)
+        return self._command(out, stopped or 'tracking', track.target, self.guard.verdict)
+
+    def _ramp_down(self, dt: float, now: float, pose: Pose2D | None, reason: str,
+                   target: Pose2D | None) -> Command:
+        """Ramp to zero with the deceleration limits; at once where the guard says so."""
+        out = self._limiter.apply(0.0, 0.0, 0.0, dt)
+        if self.guard is None:
+            return self._command(out, reason, target)
+        if pose is None:
+            pose = self._current_pose(now)
+        out, stopped = self.guard.ramp(out, self._limiter, now, pose)
+        return self._command(out, stopped or reason, target, self.guard.verdict)
 
     # ------------------------------------------------------------------------- queries
 
@@ -493,9 +518,9 @@ class Planner:
         return pose
 
     def _command(self, out: tuple[float, float, float], reason: str,
-                 target: Pose2D | None) -> Command:
+                 target: Pose2D | None, guard: object | None = None) -> Command:
         self._sent.append((self._last_step, *out))
-        return Command(out[0], out[1], out[2], reason, target, list(self._path))
+        return Command(out[0], out[1], out[2], reason, target, list(self._path), guard)
 
 
 class _ClampedWaypoint:

@@ -1,0 +1,201 @@
+"""The obstacle guard: scale or stop a velocity command so that nothing sensed gets hit.
+
+Semantics follow nav2's collision_monitor, adapted to a legged base that has to get past
+walls and door frames on a 5-8 s model:
+- stop zone (``stop_margin`` around the footprint): a point there that the command would
+  bring closer stops the robot at once, as the e-stop does. A command that moves away from
+  every such point is let through, so a robot that ended up close to a wall can leave it.
+  A turn in place is allowed only while nothing lies inside the circle it sweeps.
+- slowdown zone (``slowdown_margin``): a point there that the command approaches scales the
+  command by ``slowdown_ratio`` (driving along a corridor wall is not slowed).
+- approach: the command is simulated forward for ``time_before_collision`` seconds; if the
+  footprint would come within ``stop_margin`` of a point it is approaching, the command is
+  scaled to the speed from which the deceleration limit still stops short of it
+  (v = sqrt(2 a d)), so the velocity limiter's ramp-down ends before the obstacle.
+A point counts once at least ``min_points`` of them agree, so one noisy beam stops nothing.
+Every point is in the base frame at the time of the check (m, REP-103).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from vln_ros.core.collision.footprint import Footprint
+
+__all__ = ['GUARD_STATES', 'CollisionGuard', 'GuardConfig', 'GuardVerdict']
+
+# 'clear': unchanged; 'slowdown' / 'approach': scaled; 'stop': obstacle in the stop zone;
+# 'stale': a configured source is older than its timeout (blind: zero).
+GUARD_STATES = ('clear', 'slowdown', 'approach', 'stop', 'stale')
+
+# Below these speeds (m/s, rad/s) a command component counts as zero.
+_STILL_LINEAR = 1e-4
+_STILL_ANGULAR = 1e-4
+# A point "is approached" when the command brings it this much closer (m) than the nearest
+# point is now: the clearance gets worse. Driving along a wall keeps the clearance (the wall
+# ahead comes no closer than the wall beside), a box ahead or a converging wall do not.
+_CLOSER = 1e-4
+# How far ahead (s) the stop zone looks to tell an approached point from one left behind.
+_PROBE_S = 0.1
+
+
+@dataclass
+class GuardConfig:
+    """Zones and timing of the guard (m, s); see the module docstring."""
+
+    footprint: list[tuple[float, float]]
+    stop_margin: float = 0.05
+    slowdown_margin: float = 0.25
+    slowdown_ratio: float = 0.5
+    time_before_collision: float = 1.5
+    simulation_time_step: float = 0.05
+    min_points: int = 2
+
+    def __post_init__(self) -> None:
+        checks = {
+            'stop_margin': self.stop_margin >= 0.0,
+            'slowdown_margin': self.slowdown_margin >= self.stop_margin,
+            'slowdown_ratio': 0.0 <= self.slowdown_ratio <= 1.0,
+            'time_before_collision': self.time_before_collision > 0.0,
+            'simulation_time_step': 0.0 < self.simulation_time_step <= self.time_before_collision,
+            'min_points': self.min_points >= 1,
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not ok or not math.isfinite(value):
+                raise ValueError(f'collision.{name} is out of range: {value!r} (the slowdown '
+                                 'margin must be at least the stop margin)')
+
+
+@dataclass
+class GuardVerdict:
+    """What the guard did to one command, and why."""
+
+    command: tuple[float, float, float]
+    state: str
+    scale: float = 1.0
+    nearest: tuple[float, float] | None = None  # nearest obstacle point, base frame (m)
+    nearest_distance: float | None = None  # its distance from the footprint (m)
+    time_to_collision: float | None = None  # along the command as given (s)
+
+
+class CollisionGuard:
+    """Apply the stop, slowdown and approach rules to body velocity commands."""
+
+    def __init__(self, config: GuardConfig) -> None:
+        self.config = config
+        self.footprint = Footprint(config.footprint)
+        steps = max(1, int(math.ceil(config.time_before_collision
+                                     / config.simulation_time_step)))
+        self._times = config.simulation_time_step * np.arange(1, steps + 1)
+
+    def stale(self) -> GuardVerdict:
+        """The verdict while a configured source is too old: zero, at once."""
+        return GuardVerdict((0.0, 0.0, 0.0), 'stale', 0.0)
+
+    def check(self, vx: float, vy: float, wz: float, points: np.ndarray,
+              decel: float) -> GuardVerdict:
+        """Return the guarded command for (vx, vy, wz) given obstacle points (N x 2).
+
+        ``decel`` is the linear deceleration (m/s^2) the limiter ramps down with.
+        """
+        cfg = self.config
+        points = np.asarray(points, dtype=float).reshape(-1, 2)
+        distance = self.footprint.distance(points)
+        nearest, nearest_d = None, None
+        if len(points):
+            i = int(np.argmin(distance))
+            nearest, nearest_d = (float(points[i, 0]), float(points[i, 1])), float(distance[i])
+        base = dict(nearest=nearest, nearest_distance=nearest_d)
+        speed = math.hypot(vx, vy)
+        if speed < _STILL_LINEAR and abs(wz) < _STILL_ANGULAR:
+            return GuardVerdict((vx, vy, wz), 'clear', **base)
+        if self._stops(points, distance, vx, vy, wz, speed):
+            return GuardVerdict((0.0, 0.0, 0.0), 'stop', 0.0, **base)
+        if speed < _STILL_LINEAR:
+            return GuardVerdict((vx, vy, wz), 'clear', **base)  # a turn in a clear circle
+
+        scale, state = 1.0, 'clear'
+        zone = distance <= cfg.slowdown_margin
+        if np.count_nonzero(self._approached(points, distance, zone, vx, vy, wz)) \
+                >= cfg.min_points:
+            scale, state = cfg.slowdown_ratio, 'slowdown'
+        ttc = self._time_to_collision(points, distance, vx, vy, wz, speed)
+        if ttc is not None:
+            allowed = math.sqrt(2.0 * max(decel, 0.0) * speed * ttc)
+            if allowed / speed < scale:
+                scale, state = allowed / speed, 'approach'
+        command = (vx * scale, vy * scale, wz * scale)
+        return GuardVerdict(command, state, scale, time_to_collision=ttc, **base)
+
+    def must_stop(self, vx: float, vy: float, wz: float, points: np.ndarray) -> bool:
+        """Return True when the stop rule holds for a command (e.g. the limiter's output
+        while it ramps down): cheaper than ``check``, no approach simulation."""
+        speed = math.hypot(vx, vy)
+        if speed < _STILL_LINEAR and abs(wz) < _STILL_ANGULAR:
+            return False
+        points = np.asarray(points, dtype=float).reshape(-1, 2)
+        return self._stops(points, self.footprint.distance(points), vx, vy, wz, speed)
+
+    def _stops(self, points: np.ndarray, distance: np.ndarray, vx: float, vy: float,
+               wz: float, speed: float) -> bool:
+        """The stop rule: a turn with something in its circle, or a move towards a point in
+        the stop zone."""
+        cfg = self.config
+        if speed < _STILL_LINEAR:
+            radius = self.footprint.radius + cfg.stop_margin
+            inside = np.count_nonzero(np.hypot(points[:, 0], points[:, 1]) <= radius)
+            return inside >= cfg.min_points
+        near = distance <= cfg.stop_margin
+        return np.count_nonzero(self._approached(points, distance, near, vx, vy, wz)) \
+            >= cfg.min_points
+
+    def _approached(self, points: np.ndarray, distance: np.ndarray, mask: np.ndarray,
+                    vx: float, vy: float, wz: float) -> np.ndarray:
+        """Return which of the masked points a short step of the command brings closer than
+        the nearest point is now."""
+        out = np.zeros(len(points), dtype=bool)
+        if np.count_nonzero(mask) < self.config.min_points:
+            return out
+        probe = self._distances_after(points[mask], vx, vy, wz, np.array([_PROBE_S]))[0]
+        out[mask] = probe < np.min(distance) - _CLOSER
+        return out
+
+    def _time_to_collision(self, points: np.ndarray, distance: np.ndarray, vx: float,
+                           vy: float, wz: float, speed: float) -> float | None:
+        """Return the last safe time (s) before the footprint reaches the stop zone of a
+        point it approaches (closer than the nearest point is now), along the command held
+        constant; None when none is reached."""
+        cfg = self.config
+        reach = self.footprint.radius + cfg.stop_margin + speed * self._times[-1]
+        keep = np.hypot(points[:, 0], points[:, 1]) <= reach
+        if not np.any(keep):
+            return None
+        d = self._distances_after(points[keep], vx, vy, wz, self._times)
+        contact = (d <= cfg.stop_margin) & (d < np.min(distance) - _CLOSER)
+        hits = np.count_nonzero(contact, axis=1) >= cfg.min_points
+        if not np.any(hits):
+            return None
+        k = int(np.argmax(hits))
+        return float(self._times[k - 1]) if k > 0 else 0.0
+
+    def _distances_after(self, points: np.ndarray, vx: float, vy: float, wz: float,
+                         times: np.ndarray) -> np.ndarray:
+        """Distances (len(times) x N) of the points from the footprint moved by the twist."""
+        theta = wz * times
+        small = np.abs(theta) < 1e-9
+        safe_wz = wz if abs(wz) > 1e-12 else 1.0
+        sin_t, one_minus_cos = np.sin(theta), 1.0 - np.cos(theta)
+        # Exact arc of a constant twist (geometry.integrate_twist, vectorised over time).
+        x = np.where(small, vx * times, (vx * sin_t - vy * one_minus_cos) / safe_wz)
+        y = np.where(small, vy * times, (vx * one_minus_cos + vy * sin_t) / safe_wz)
+        c, s = np.cos(theta), np.sin(theta)
+        # The points in the moved robot's frame: R(-theta) (p - t).
+        dx = points[None, :, 0] - x[:, None]
+        dy = points[None, :, 1] - y[:, None]
+        local = np.stack((c[:, None] * dx + s[:, None] * dy,
+                          -s[:, None] * dx + c[:, None] * dy), axis=2)
+        flat = self.footprint.distance(local.reshape(-1, 2))
+        return flat.reshape(len(times), len(points))
