@@ -149,3 +149,12 @@ def test_must_stop_checks_the_limiter_output_cheaply():
 def test_config_rejects_out_of_range_values(field, value):
     with pytest.raises(ValueError, match=field):
         GuardConfig(footprint=BOX, **{field: value})
+
+
+def test_circle_footprint_encloses_the_round_robot():
+    from vln_ros.core.collision.footprint import circle_footprint
+    fp = Footprint(parse_footprint(circle_footprint(0.3)))
+    angles = np.linspace(0, 2 * np.pi, 73)
+    rim = np.stack((0.3 * np.cos(angles), 0.3 * np.sin(angles)), axis=1)
+    assert np.all(fp.contains(rim * 0.999))
+    assert fp.radius == pytest.approx(0.3 / math.cos(math.pi / 8), abs=1e-3)

@@ -7,8 +7,12 @@ import pytest
 
 from vln_ros.core.camera_mount import CameraMount
 from vln_ros.core.collision.obstacle_memory import ObstacleMemory
-from vln_ros.core.collision.sensor_points import (SensorPose, depth_to_points,
-                                                  scan_to_points, to_base_plane)
+from vln_ros.core.collision.sensor_points import (
+    SensorPose,
+    depth_to_points,
+    scan_to_points,
+    to_base_plane,
+)
 from vln_ros.core.geometry import Pose2D, quaternion_from_yaw
 
 

@@ -24,7 +24,8 @@ DOCKER = ROOT / 'docker'
 # Node name in the YAML -> the source files that declare its parameters.
 NODE_SOURCES = {
     'perception_node': ['vln_ros/nodes/perception_node.py', 'vln_ros/nodes/perception_params.py'],
-    'planner_node': ['vln_ros/nodes/planner_node.py', 'vln_ros/nodes/planner_params.py'],
+    'planner_node': ['vln_ros/nodes/planner_node.py', 'vln_ros/nodes/planner_params.py',
+                     'vln_ros/nodes/collision_params.py'],
     'task_node': ['vln_ros/nodes/task_node.py'],
     'vln_bridge': ['vln_ros/bridge/ros_side.py', 'vln_ros/bridge/main.py'],
 }

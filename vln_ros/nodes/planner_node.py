@@ -26,8 +26,11 @@ from vln_ros.core.geometry import Pose2D, yaw_from_quaternion
 from vln_ros.core.planner import Planner, PlannerResult
 from vln_ros.core.state_dir import state_dir
 from vln_ros.core.statuses import result_name
+from vln_ros.nodes import collision_params
+from vln_ros.nodes.obstacle_inputs import ObstacleInputs
 from vln_ros.nodes.parameters import LiveParameters, declare_all
-from vln_ros.nodes.planner_markers import command_markers, path_msg
+from vln_ros.nodes.perception_params import CAMERA_SPECS, camera_mount
+from vln_ros.nodes.planner_markers import command_markers, guard_markers, path_msg
 from vln_ros.nodes.planner_params import SPECS, planner_config
 from vln_ros.nodes.ros_common import (
     CMD_VEL_QOS,
@@ -48,6 +51,10 @@ from vln_ros.nodes.ros_common import (
 IDLE_ZERO_BURST_S = 0.5
 # How often the "no odometry" warning repeats while it holds.
 INPUT_WARN_PERIOD_S = 10.0
+# The camera mounting (shared with the perception node through /** in config/vln.yaml) places
+# depth image points; TF is not read here.
+MOUNT_SPECS = tuple(s for s in CAMERA_SPECS if s.name != 'camera.use_tf')
+GUARD_SPECS = collision_params.SPECS + MOUNT_SPECS
 
 
 class PlannerNode(Node):
@@ -57,6 +64,9 @@ class PlannerNode(Node):
         super().__init__('planner_node')
         values = declare_all(self, SPECS)
         self._config = planner_config(values)
+        self._sources = collision_params.declare_sources(self)
+        values.update(declare_all(self, GUARD_SPECS))
+        guard = collision_params.guard_output(self._sources, values)
         self._stamped = values['use_stamped_cmd_vel']
         self._odom_frame = values['odom_frame']
         self._base_frame = values['base_frame']
@@ -68,6 +78,7 @@ class PlannerNode(Node):
 
         self._lock = threading.Lock()
         self._planner = Planner(self._config)
+        self._planner.guard = guard
         persisted = estop_store.load(self._estop_path)
         self._estop = persisted.engaged
         self._planner.set_estop(self._estop)
@@ -98,13 +109,18 @@ class PlannerNode(Node):
         self.create_subscription(TaskState, 'vln/task_state', self._on_task_state, LATCHED_QOS,
                                  callback_group=io_group)
         self.create_service(SetBool, 'vln/estop', self._on_estop, callback_group=io_group)
+        self._obstacles = None
+        if self._sources:
+            self._obstacles = ObstacleInputs(self, self._sources, values, camera_mount(values),
+                                             self._base_frame, self._on_obstacle_points,
+                                             callback_group=io_group)
         # Own group: keeps the tick apart should the node run on a multi-threaded executor.
         self._timer = self.create_timer(1.0 / rate, self._on_tick,
                                         callback_group=MutuallyExclusiveCallbackGroup())
         self.create_timer(1.0, self._publish_diagnostics, callback_group=io_group)
         self.create_timer(1.0, self._check_inputs, callback_group=io_group)
         # rclpy refuses read_only ones itself; the rest are validated by _reconfigure.
-        LiveParameters(self, [spec.name for spec in SPECS], self._reconfigure)
+        LiveParameters(self, [spec.name for spec in SPECS + GUARD_SPECS], self._reconfigure)
         self._estop_pub.publish(Bool(data=self._estop))
         limits = self._config.limits
         log = self.get_logger()
@@ -113,6 +129,15 @@ class PlannerNode(Node):
                  f'{self._config.result_timeout} s, cmd_vel as {cmd_type.__name__} on '
                  f'{self._cmd_pub.topic_name}, odometry from {self._odom_sub.topic_name}')
         (log.warn if self._estop else log.info)(persisted.reason)
+        if self._obstacles is None:
+            log.warn('no obstacle source configured (collision.sources): the planner drives '
+                     'WITHOUT an obstacle guard; set collision.sources to [scan], [points] '
+                     'and/or [depth] in the params file')
+        else:
+            log.info('obstacle guard on: ' + ', '.join(
+                f'{name} from {topic}' for name, topic in self._obstacles.topics.items())
+                + f'; a source older than {values["collision.source_timeout"]} s stops the '
+                'robot')
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -121,10 +146,18 @@ class PlannerNode(Node):
 
     def _reconfigure(self, values: dict):
         config = planner_config(values)
+        guard = collision_params.guard_output(self._sources, values)
+        mount = camera_mount(values)
 
         def apply() -> None:
             with self._lock:
                 self._planner.reconfigure(config)
+                if guard is not None:
+                    # Keep the readings: a new guard must not start blind.
+                    self._planner.guard.guard = guard.guard
+                    self._planner.guard.memory.source_timeout = guard.memory.source_timeout
+                if self._obstacles is not None:
+                    self._obstacles.configure(values, mount, values['base_frame'])
                 self._config = config
                 self._odom_frame = values['odom_frame']
                 self._base_frame = values['base_frame']
@@ -162,7 +195,8 @@ class PlannerNode(Node):
                 'is published in odom_frame)')
 
     def _check_inputs(self) -> None:
-        """Say what is missing when the robot stands still for want of odometry."""
+        """Say what is missing when the robot stands still for want of an input."""
+        self._check_sources()
         now = time.monotonic()
         since = now - (self._odom_seen if self._odom_seen is not None else self._started)
         if since < self._input_warn_after:
@@ -173,6 +207,25 @@ class PlannerNode(Node):
             f'{what} on {self._odom_sub.topic_name} (nav_msgs/Odometry): the planner holds '
             'the robot still; is the base driver running, or does it publish elsewhere '
             '(launch argument odom_topic)?', throttle_duration_sec=INPUT_WARN_PERIOD_S)
+
+    def _on_obstacle_points(self, source: str, points, stamp: float) -> None:
+        with self._lock:
+            self._planner.on_obstacles(source, points, stamp, self._now())
+
+    def _check_sources(self) -> None:
+        guard = self._planner.guard
+        if guard is None or self._last_reason != 'stale_sensor':
+            return
+        now = self._now()
+        with self._lock:
+            stale = [(s, guard.memory.age(s, now)) for s in guard.memory.stale(now)]
+        what = '; '.join(f'{self._obstacles.topics[s]}: ' + ('nothing yet' if a is None
+                                                             else f'{a:.1f} s old')
+                         for s, a in stale)
+        self.get_logger().warn(
+            f'obstacle guard holds the robot still, a source is stale ({what}); is the sensor '
+            'driver running, or does it publish elsewhere (remap the topic)?',
+            throttle_duration_sec=INPUT_WARN_PERIOD_S)
 
     def _on_task_state(self, msg: TaskState) -> None:
         active = msg.task_id if msg.status == TaskState.STATUS_ACTIVE else None
@@ -271,14 +324,19 @@ class PlannerNode(Node):
             self._cmd_pub.publish(twist)
 
     def _publish_markers(self, cmd) -> None:
-        self._marker_pub.publish(command_markers(cmd.path, cmd.target,
-                                                 self.get_clock().now().to_msg(),
-                                                 self._odom_frame))
+        stamp = self.get_clock().now().to_msg()
+        markers = command_markers(cmd.path, cmd.target, stamp, self._odom_frame)
+        guard = self._planner.guard
+        if guard is not None:
+            markers.markers += guard_markers(guard.guard, cmd.guard, stamp,
+                                             self._base_frame).markers
+        self._marker_pub.publish(markers)
 
     def _publish_diagnostics(self) -> None:
         periods = sorted(self._tick_periods)
         status = DiagnosticStatus(name='vln_ros: planner', hardware_id='vln_ros')
-        status.level = DiagnosticStatus.WARN if self._estop else DiagnosticStatus.OK
+        status.level = DiagnosticStatus.WARN if self._estop \
+            or self._last_reason in ('stale_sensor', 'obstacle') else DiagnosticStatus.OK
         status.message = f'state: {self._last_reason}'
         p = (lambda q: f'{periods[int(q * (len(periods) - 1))] * 1000:.1f}') if periods \
             else (lambda q: 'n/a')
@@ -297,9 +355,26 @@ class PlannerNode(Node):
             KeyValue(key='odom_age_s', value=odom_age),
             KeyValue(key='latency_estimate_s', value=f'{latency:.2f}'),
         ]
+        status.values += self._guard_diagnostics()
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = sec_to_stamp(self._now())
         self._diag_pub.publish(msg)
+
+    def _guard_diagnostics(self) -> list[KeyValue]:
+        guard = self._planner.guard
+        if guard is None:
+            return [KeyValue(key='obstacle_guard', value='off (no collision.sources)')]
+        now = self._now()
+        with self._lock:
+            verdict = guard.verdict
+            ages = {s: guard.memory.age(s, now) for s in guard.memory.sources}
+        values = [KeyValue(key='obstacle_guard', value=verdict.state if verdict else 'idle')]
+        values += [KeyValue(key=f'{s}_age_s', value='never' if a is None else f'{a:.2f}')
+                   for s, a in ages.items()]
+        if verdict is not None and verdict.nearest_distance is not None:
+            values.append(KeyValue(key='nearest_obstacle_m',
+                                   value=f'{verdict.nearest_distance:.2f}'))
+        return values
 
     def publish_final_zero(self) -> None:
         """Send zero velocity a few times on shutdown: the base must not keep the last command."""

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import cv2
 import numpy as np
 
+from vln_ros.sim.rays import ray_circle, ray_segment
 from vln_ros.sim.sim_pose import Pose
 from vln_ros.sim.world import Landmark, World
 
@@ -44,46 +45,6 @@ def _shade_level(depth: np.ndarray) -> np.ndarray:
     """Map a depth in metres to an even shade offset of the palette (0 = bright)."""
     level = np.clip(depth * (1.0 / 8.0), 0.0, 1.0) * (_SHADES // 2 - 1)
     return (level.astype(np.int32) * 2).astype(np.uint8)
-
-
-def _ray_segment(ox: float, oy: float, dx: np.ndarray, dy: np.ndarray,
-                 segs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Intersect rays with segments.
-
-    Rays start at (ox, oy) with directions (dx, dy), shape (W,); segments are (S, 4).
-    Returns, per ray, the nearest ray parameter (inf for a miss), the index of the segment hit
-    and the distance in metres along that segment from its first end point.
-    """
-    ax, ay = segs[:, 0], segs[:, 1]
-    ex, ey = segs[:, 2] - ax, segs[:, 3] - ay
-    wx, wy = ax - ox, ay - oy
-    denom = dx[:, None] * ey[None, :] - dy[:, None] * ex[None, :]
-    with np.errstate(divide='ignore', invalid='ignore'):
-        inv = 1.0 / denom
-        t = (wx * ey - wy * ex)[None, :] * inv
-        u = (wx[None, :] * dy[:, None] - wy[None, :] * dx[:, None]) * inv
-    ok = (t > 1e-6) & (u >= 0.0) & (u <= 1.0)
-    t = np.where(ok, t, np.inf)
-    idx = np.argmin(t, axis=1)
-    cols = np.arange(len(dx))
-    best = t[cols, idx]
-    along = u[cols, idx] * np.hypot(ex, ey)[idx]
-    return best, idx, along
-
-
-def _ray_circle(ox: float, oy: float, dx: np.ndarray, dy: np.ndarray, cx: float, cy: float,
-                r: float) -> tuple[np.ndarray, np.ndarray]:
-    """Return the nearest ray parameter (inf for a miss) and the hit angle around a circle."""
-    fx, fy = ox - cx, oy - cy
-    a = dx * dx + dy * dy
-    b = 2.0 * (dx * fx + dy * fy)
-    c = fx * fx + fy * fy - r * r
-    disc = b * b - 4.0 * a * c
-    with np.errstate(invalid='ignore'):
-        t = (-b - np.sqrt(disc)) / (2.0 * a)
-    t = np.where((disc >= 0.0) & (t > 1e-6), t, np.inf)
-    hx, hy = fx + np.where(np.isfinite(t), t, 0.0) * dx, fy + np.where(np.isfinite(t), t, 0.0) * dy
-    return t, np.arctan2(hy, hx)
 
 
 class CameraRenderer:
@@ -146,7 +107,7 @@ class CameraRenderer:
         # Walls: full height, vertical stripes 0.25 m wide along each wall.
         depth_wall = np.full(self.width, np.inf)
         if len(world.wall_segments):
-            depth_wall, _, along = _ray_segment(pose.x, pose.y, dx.astype(float),
+            depth_wall, _, along = ray_segment(pose.x, pose.y, dx.astype(float),
                                                 dy.astype(float), world.wall_segments)
             hit = np.isfinite(depth_wall)
             if hit.any():
@@ -196,7 +157,7 @@ class CameraRenderer:
         """Return per column the depth of a landmark (inf: missed) and a shading factor."""
         if mark.is_round:
             cx, cy = mark.position
-            depth, angle = _ray_circle(pose.x, pose.y, dx, dy, cx, cy, 0.5 * mark.size)
+            depth, angle = ray_circle(pose.x, pose.y, dx, dy, cx, cy, 0.5 * mark.size)
             # Lambert-like shading from the camera direction gives the pillar a round look.
             view = math.atan2(pose.y - cy, pose.x - cx)
             shade = 0.55 + 0.45 * np.clip(np.cos(angle - view), 0.0, 1.0)
@@ -204,7 +165,7 @@ class CameraRenderer:
             groove = (np.floor(angle * 0.5 * mark.size / 0.1).astype(np.int32) & 1) * 0.08
             return depth, shade - groove
         segs = np.asarray(mark.segments(), float)
-        depth, idx, along = _ray_segment(pose.x, pose.y, dx, dy, segs)
+        depth, idx, along = ray_segment(pose.x, pose.y, dx, dy, segs)
         # Faces 0 and 2 are the narrow (depth) sides, 1 and 3 the wide faces.
         wide = (idx % 2) == 1
         shade = np.where(wide, 1.0, 0.7)

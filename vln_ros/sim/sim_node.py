@@ -1,7 +1,8 @@
 """Simulator node: a 2D world with a first-person camera, odometry and an oracle model server.
 
 In the spirit of nav2's loopback simulator: cmd_vel in; camera/image_raw (30 fps) with
-camera/camera_info (the true intrinsics), odom and sim/ground_truth out. With `oracle_port`
+camera/camera_info (the true intrinsics), scan (a 270-degree laser scanner at the base
+origin, 10 Hz, range_sensor.py), odom and sim/ground_truth out. With `oracle_port`
 >= 0 it also serves the OpenAI-compatible model API in-process, answering from the world's
 ground truth at the pose where the keyframe was captured (the frame number is drawn into each
 image; see frame_tag.py), with a latency drawn from `oracle_latency` (default 5-8 s, the
@@ -25,7 +26,7 @@ from nav_msgs.msg import Odometry
 import numpy as np
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, LaserScan
 from std_msgs.msg import UInt32
 
 from vln_ros.core.geometry import quaternion_from_yaw
@@ -33,6 +34,7 @@ from vln_ros.nodes.ros_common import SENSOR_QOS, declare, run_node, sec_to_stamp
 from vln_ros.sim.frame_tag import read_frame_tag, stamp_frame
 from vln_ros.sim.oracle import Oracle, make_oracle_policy, request_history, request_instruction
 from vln_ros.sim.oracle_profiles import PROFILE_NAMES, profile_named
+from vln_ros.sim.range_sensor import ScanConfig, simulate_scan
 from vln_ros.sim.render import CameraRenderer
 from vln_ros.sim.scenario import Scenario
 from vln_ros.sim.vlm_server import ServerConfig, serve_in_thread
@@ -74,6 +76,8 @@ class SimNode(Node):
         profile_name = declare(self, 'oracle_profile', '',
                                f'How the oracle errs: {", ".join(PROFILE_NAMES)} (empty: the '
                                "scenario's oracle_profile)")
+        scan_rate = declare(self, 'scan_rate', 10.0, 'Laser scan rate on scan (Hz; 0: off)',
+                            0.0, 50.0)
         realism = declare(self, 'world_realism', True,
                           'Odometry drift, camera mount and camera clock as the scenario '
                           'gives them (false: exact odometry, centred camera, one clock)')
@@ -111,6 +115,11 @@ class SimNode(Node):
                                  10)
         self.create_timer(self._dt, self._on_physics)
         self.create_timer(1.0 / camera_rate, self._on_camera)
+        self._scan = ScanConfig(rate=scan_rate) if scan_rate > 0.0 else None
+        self._scan_rng = np.random.default_rng(seed + 104729)  # range noise
+        if self._scan is not None:
+            self._scan_pub = self.create_publisher(LaserScan, 'scan', SENSOR_QOS)
+            self.create_timer(1.0 / scan_rate, self._on_scan)
 
         self._oracle = Oracle(self._world_and_pose, hfov_deg=self._renderer.hfov_deg,
                               profile=profile, seed=seed)
@@ -229,6 +238,21 @@ class SimNode(Node):
             return
         # Delivered late, as a driver's frames are: published from the physics timer.
         self._pending.append((self.get_clock().now().nanoseconds + int(delay * 1e9), msg, info))
+
+    def _on_scan(self) -> None:
+        cfg = self._scan
+        with self._lock:
+            pose = self._world.ground_truth()
+            stamp = self._state_stamp if self._state_stamp is not None \
+                else self._stamp(self._world.time)
+            ranges = simulate_scan(self._world, pose, cfg, self._scan_rng)
+        msg = LaserScan(angle_min=cfg.angle_min, angle_max=-cfg.angle_min,
+                        angle_increment=cfg.angle_increment, scan_time=1.0 / cfg.rate,
+                        range_min=cfg.range_min, range_max=cfg.range_max,
+                        ranges=ranges.astype(np.float32).tolist())
+        msg.header.stamp = stamp
+        msg.header.frame_id = self._base_frame  # the scanner sits at the base origin
+        self._scan_pub.publish(msg)
 
     def _publish_due_frames(self) -> None:
         now = self.get_clock().now().nanoseconds

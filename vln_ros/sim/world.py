@@ -198,6 +198,16 @@ class World:
         return Pose(pose.x + (c * vx - s * vy) * dt, pose.y + (s * vx + c * vy) * dt,
                     wrap_angle(pose.yaw + wz * dt))
 
+    @property
+    def solid_segments(self) -> np.ndarray:
+        """Walls and box landmark sides as (S, 4) segments: what rays and the robot hit."""
+        return self._solid_segments
+
+    @property
+    def pillars(self) -> np.ndarray:
+        """Round landmarks as (P, 3): centre x, y and radius."""
+        return self._pillars
+
     def clearance(self, x: float, y: float) -> float:
         """Return the distance from a point to the nearest wall or landmark."""
         d = math.inf

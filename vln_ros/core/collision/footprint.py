@@ -12,11 +12,20 @@ import math
 
 import numpy as np
 
-__all__ = ['DEFAULT_FOOTPRINT', 'Footprint', 'parse_footprint']
+__all__ = ['DEFAULT_FOOTPRINT', 'Footprint', 'circle_footprint', 'parse_footprint']
 
 # A quadruped-sized box (m, base frame): a Unitree Go2 is about 0.70 x 0.31 m, a Spot
 # 1.1 x 0.5 m; this errs on the wide side of a Go2. Real robots set their own.
 DEFAULT_FOOTPRINT = '[[0.35, 0.2], [0.35, -0.2], [-0.35, -0.2], [-0.35, 0.2]]'
+
+
+def circle_footprint(radius: float, sides: int = 8) -> str:
+    """The footprint text of a regular polygon that encloses a round robot of ``radius``."""
+    outer = radius / math.cos(math.pi / sides)
+    vertices = [[round(outer * math.cos(math.pi * (2 * k + 1) / sides), 4),
+                 round(outer * math.sin(math.pi * (2 * k + 1) / sides), 4)]
+                for k in range(sides)]
+    return json.dumps(vertices)
 
 
 def parse_footprint(text: str) -> list[tuple[float, float]]:
@@ -28,7 +37,8 @@ def parse_footprint(text: str) -> list[tuple[float, float]]:
     try:
         value = json.loads(text)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f'footprint must look like "[[x, y], [x, y], [x, y], ...]": {exc}')
+        raise ValueError(
+            f'footprint must look like "[[x, y], [x, y], [x, y], ...]": {exc}') from None
     if not isinstance(value, list) or len(value) < 3 or not all(
             isinstance(p, list) and len(p) == 2
             and all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in p)

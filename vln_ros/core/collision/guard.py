@@ -131,8 +131,11 @@ class CollisionGuard:
         return GuardVerdict(command, state, scale, time_to_collision=ttc, **base)
 
     def must_stop(self, vx: float, vy: float, wz: float, points: np.ndarray) -> bool:
-        """Return True when the stop rule holds for a command (e.g. the limiter's output
-        while it ramps down): cheaper than ``check``, no approach simulation."""
+        """Return True when the stop rule holds for a command.
+
+        For the limiter's output while it ramps down: cheaper than ``check`` (no approach
+        simulation).
+        """
         speed = math.hypot(vx, vy)
         if speed < _STILL_LINEAR and abs(wz) < _STILL_ANGULAR:
             return False
@@ -141,8 +144,7 @@ class CollisionGuard:
 
     def _stops(self, points: np.ndarray, distance: np.ndarray, vx: float, vy: float,
                wz: float, speed: float) -> bool:
-        """The stop rule: a turn with something in its circle, or a move towards a point in
-        the stop zone."""
+        """The stop rule: a turn with its circle occupied, or a move into the stop zone."""
         cfg = self.config
         if speed < _STILL_LINEAR:
             radius = self.footprint.radius + cfg.stop_margin
@@ -154,8 +156,7 @@ class CollisionGuard:
 
     def _approached(self, points: np.ndarray, distance: np.ndarray, mask: np.ndarray,
                     vx: float, vy: float, wz: float) -> np.ndarray:
-        """Return which of the masked points a short step of the command brings closer than
-        the nearest point is now."""
+        """Return which masked points a short step brings closer than the nearest is now."""
         out = np.zeros(len(points), dtype=bool)
         if np.count_nonzero(mask) < self.config.min_points:
             return out
@@ -165,9 +166,11 @@ class CollisionGuard:
 
     def _time_to_collision(self, points: np.ndarray, distance: np.ndarray, vx: float,
                            vy: float, wz: float, speed: float) -> float | None:
-        """Return the last safe time (s) before the footprint reaches the stop zone of a
-        point it approaches (closer than the nearest point is now), along the command held
-        constant; None when none is reached."""
+        """Return the last safe time (s) along the command, None when nothing is reached.
+
+        Reached: the footprint comes within the stop zone of a point, closer than the nearest
+        point is now, with the command held constant.
+        """
         cfg = self.config
         reach = self.footprint.radius + cfg.stop_margin + speed * self._times[-1]
         keep = np.hypot(points[:, 0], points[:, 1]) <= reach

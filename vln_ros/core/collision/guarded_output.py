@@ -35,8 +35,11 @@ class GuardedOutput:
 
     def tracking(self, target: Twist3, limiter: VelocityLimiter, dt: float, now: float,
                  pose: Pose2D | None) -> tuple[Twist3, str | None]:
-        """Return the command to send for a tracking ``target``, and the reason when the guard
-        stopped it ('stale_sensor' or 'obstacle'; None when it went through, maybe scaled)."""
+        """Return the command to send for a tracking ``target``, and a stop reason.
+
+        The reason is 'stale_sensor' or 'obstacle' when the guard stopped the robot, None when
+        the command went through (maybe scaled).
+        """
         self.stale_sources = self.memory.stale(now)
         points = self.memory.points(pose)
         if self.stale_sources:
@@ -52,8 +55,10 @@ class GuardedOutput:
 
     def ramp(self, out: Twist3, limiter: VelocityLimiter, now: float,
              pose: Pose2D | None) -> tuple[Twist3, str | None]:
-        """Check a ramp-down output the limiter already made: stop it at once when blind or
-        about to hit something; the reason as for ``tracking``."""
+        """Check a ramp-down output of the limiter; the reason as for ``tracking``.
+
+        The ramp is cut at once when a source is stale or the stop rule holds.
+        """
         self.stale_sources = self.memory.stale(now)
         if out == (0.0, 0.0, 0.0):
             self.verdict = None

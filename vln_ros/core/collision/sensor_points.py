@@ -19,16 +19,14 @@ __all__ = ['SensorPose', 'depth_to_points', 'scan_to_points', 'to_base_plane']
 
 @dataclass(frozen=True)
 class SensorPose:
-    """A sensor frame in the base frame: a rotation matrix and a translation whose z is the
-    height above the ground (m)."""
+    """A sensor frame in the base frame; the translation's z is above the ground (m)."""
 
     rotation: np.ndarray  # 3 x 3, columns: the sensor axes in the base frame
     translation: tuple[float, float, float]
 
     @staticmethod
     def planar(x: float, y: float, height: float, yaw: float = 0.0) -> SensorPose:
-        """A level sensor (a laser scanner) at (x, y), ``height`` above the ground, turned
-        by ``yaw``."""
+        """A level sensor (a laser scanner) at (x, y, height), turned by ``yaw``."""
         c, s = math.cos(yaw), math.sin(yaw)
         return SensorPose(np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]),
                           (x, y, height))
@@ -91,8 +89,10 @@ def depth_to_points(depth: np.ndarray, fx: float, fy: float, cx: float, cy: floa
 
 def to_base_plane(points: np.ndarray, pose: SensorPose, min_height: float,
                   max_height: float) -> np.ndarray:
-    """Move sensor-frame points (N x 3) into the base frame and keep those between
-    ``min_height`` and ``max_height`` above the ground, as N x 2 (x, y)."""
+    """Move sensor-frame points (N x 3) into the base frame, as N x 2 (x, y).
+
+    Only points between ``min_height`` and ``max_height`` above the ground are kept.
+    """
     points = np.asarray(points, dtype=float).reshape(-1, 3)
     base = points @ pose.rotation.T + np.asarray(pose.translation)
     keep = (base[:, 2] >= min_height) & (base[:, 2] <= max_height)
