@@ -23,11 +23,15 @@ def wall_in_odom(x: float) -> np.ndarray:
 
 
 class ScanningSim(Sim):
-    """The base of test_planner, plus a scanner that sees a fixed wall (odom frame) at 10 Hz."""
+    """The base of test_planner, plus a scanner that sees fixed obstacles at 10 Hz.
 
-    def __init__(self, planner, wall_x=None, scan_until=None):
+    ``obstacles`` are points in the odom frame (None: nothing in sight); ``scan_until`` ends
+    the scans at that time.
+    """
+
+    def __init__(self, planner, obstacles=None, scan_until=None):
         super().__init__(planner)
-        self.wall_x = wall_x
+        self.obstacles = obstacles
         self.scan_until = scan_until
         self._next_scan = 0.0
 
@@ -36,10 +40,11 @@ class ScanningSim(Sim):
         for _ in range(int(round(seconds / DT))):
             if self.t >= self._next_scan and (self.scan_until is None or self.t < self.scan_until):
                 self._next_scan = self.t + 0.1
-                pts = np.zeros((0, 2)) if self.wall_x is None else wall_in_odom(self.wall_x)
-                local = _to_base(pts, self.pose)
-                self.planner.on_obstacles('scan', local, self.t, self.t)
+                pts = np.zeros((0, 2)) if self.obstacles is None else self.obstacles
+                self.planner.on_obstacles('scan', _to_base(pts, self.pose), self.t, self.t)
             cmd = super().run(DT, until, moving)
+            if until is not None and until(cmd):
+                break
         return cmd
 
 
@@ -51,7 +56,7 @@ def _to_base(points, pose: Pose2D) -> np.ndarray:
 
 def test_a_forward_path_stops_short_of_a_wall_and_reports_it():
     planner = guarded_planner()
-    sim = ScanningSim(planner, wall_x=0.8)
+    sim = ScanningSim(planner, wall_in_odom(0.8))
     planner.on_result(result(0.0, [wp(1.0), wp(1.0)] * 1 + PATH[-1:]), 0.0)
     sim.run(6.0)
     front_gap = 0.8 - sim.pose.x - 0.35
@@ -68,7 +73,7 @@ def test_a_far_wall_leaves_the_path_alone():
     free.on_result(result(0.0, PATH), 0.0)
     fsim.run(3.0)
     planner = guarded_planner()
-    sim = ScanningSim(planner, wall_x=6.0)
+    sim = ScanningSim(planner, wall_in_odom(6.0))
     planner.on_result(result(0.0, PATH), 0.0)
     sim.run(3.0)
     assert sim.pose.x == fsim.pose.x and sim.pose.y == fsim.pose.y
@@ -76,7 +81,7 @@ def test_a_far_wall_leaves_the_path_alone():
 
 def test_no_scan_means_no_motion_and_a_reason():
     planner = guarded_planner()
-    sim = ScanningSim(planner, wall_x=None, scan_until=-1.0)  # never scans
+    sim = ScanningSim(planner, scan_until=-1.0)  # never scans
     planner.on_result(result(0.0, PATH), 0.0)
     cmd = sim.run(1.0)
     assert cmd.reason == 'stale_sensor' and all(speed(c) == 0.0 for _, c in sim.commands)
@@ -84,7 +89,7 @@ def test_no_scan_means_no_motion_and_a_reason():
 
 def test_a_scan_that_stops_arriving_stops_the_robot_within_the_timeout_and_one_period():
     planner = guarded_planner()
-    sim = ScanningSim(planner, wall_x=None, scan_until=1.0)
+    sim = ScanningSim(planner, scan_until=1.0)
     planner.on_result(result(0.0, [wp(1.0)]), 0.0)
     sim.run(2.0)
     moving = [t for t, c in sim.commands if speed(c) > 0.0]
@@ -95,12 +100,12 @@ def test_a_scan_that_stops_arriving_stops_the_robot_within_the_timeout_and_one_p
 
 def test_a_ramp_down_into_an_obstacle_is_cut_at_once():
     planner = guarded_planner()
-    sim = ScanningSim(planner, wall_x=5.0)
+    sim = ScanningSim(planner, wall_in_odom(5.0))
     planner.on_result(result(0.0, [wp(1.0)]), 0.0)
     sim.run(1.2)
     assert speed(sim.commands[-1][1]) > 0.1
     planner.set_active_task(None)  # the ramp-down begins
-    sim.wall_x = sim.pose.x + 0.35 + 0.03  # and something appears right ahead
+    sim.obstacles = wall_in_odom(sim.pose.x + 0.35 + 0.03)  # and something appears ahead
     sim._next_scan = sim.t
     n = len(sim.commands)
     sim.run(DT * 3)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import math
 
 from vln_ros.core.collision.guarded_output import GuardedOutput
+from vln_ros.core.collision.stuck import StuckDetector
 from vln_ros.core.geometry import Pose2D, integrate_twist
 from vln_ros.core.path_tracking import PathTracker, waypoints_to_odom
 from vln_ros.core.pose_history import DeadReckoner, PoseHistory
@@ -48,6 +49,7 @@ REASONS = (
     'no_pose',
     'obstacle',  # the obstacle guard's stop zone: something the command would hit
     'stale_sensor',  # a configured obstacle source is too old: driving blind is not allowed
+    'blocked',  # asked to move for stuck_timeout, the robot did not (or no way round)
 )
 
 # Approach the goal a little below the braking limit, so the limiter's ramp to zero ends at
@@ -93,6 +95,8 @@ class PlannerConfig:
     max_extrapolation: float = 0.2
     # How long (s) of poses are kept for placing late results.
     history_length: float = 30.0
+    # Asked to move this long (s) with no progress in odometry: blocked (0: never).
+    stuck_timeout: float = 3.0
 
     def __post_init__(self) -> None:
         if not 10.0 <= self.rate_hz <= 100.0:
@@ -113,6 +117,8 @@ class PlannerConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0.0):
                 raise ValueError(f'{name} must be > 0, got {value!r}')
+        if not (math.isfinite(self.stuck_timeout) and self.stuck_timeout >= 0.0):
+            raise ValueError(f'stuck_timeout must be >= 0 s, got {self.stuck_timeout!r}')
         if not (math.isfinite(self.max_extrapolation) and self.max_extrapolation >= 0.0):
             raise ValueError(f'max_extrapolation must be >= 0 s, got {self.max_extrapolation!r}')
         if not isinstance(self.limits, Limits):
@@ -203,6 +209,7 @@ class Planner:
         self.last_ignored: str | None = None
         # The obstacle guard (None: the planner drives without one, and the node says so).
         self.guard: GuardedOutput | None = None
+        self._stuck = StuckDetector(cfg.stuck_timeout or 1.0)
 
     # -------------------------------------------------------------------------- inputs
 
@@ -278,6 +285,7 @@ class Planner:
                 self._path = self._path[ahead:]
                 start = current
         self._tracker.set_path(self._path, start=start)
+        self._stuck.reset()
         self._hold_reason = None
         return list(self._path), None
 
@@ -295,6 +303,7 @@ class Planner:
         if fixed:
             raise ValueError(f'{", ".join(fixed)} cannot change at run time (restart the node)')
         self.config = config
+        self._stuck.timeout = config.stuck_timeout or 1.0
         self._history.max_extrapolation = config.max_extrapolation
         self._limiter.limits = config.limits
         tracker = self._tracker
@@ -373,9 +382,19 @@ class Planner:
             return self._ramp_down(dt, now, pose, 'path_finished', track.target)
         target = (track.vx, track.vy if cfg.holonomic else 0.0, track.wz)
         if self.guard is None:
-            return self._command(self._limiter.apply(*target, dt), 'tracking', track.target)
-        out, stopped = self.guard.tracking(target, self._limiter, dt, now, pose)
-        return self._command(out, stopped or 'tracking', track.target, self.guard.verdict)
+            out, stopped = self._limiter.apply(*target, dt), None
+        else:
+            end = self._path[-1].relative_to(pose) if self._path else None
+            out, stopped = self.guard.tracking(target, self._limiter, dt, now, pose,
+                                               (end.x, end.y) if end is not None else None)
+        if cfg.stuck_timeout > 0.0 and stopped != 'stale_sensor' \
+                and self._stuck.update(now, target, pose):
+            # Asked to move, and not moving: stop, and let the next answer choose another way.
+            self._stuck.reset()
+            self._drop_path('blocked')
+            return self._ramp_down(dt, now, pose, 'blocked', track.target)
+        return self._command(out, stopped or 'tracking', track.target,
+                             self.guard.verdict if self.guard is not None else None)
 
     def _ramp_down(self, dt: float, now: float, pose: Pose2D | None, reason: str,
                    target: Pose2D | None) -> Command:

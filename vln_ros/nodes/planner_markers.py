@@ -62,7 +62,8 @@ def command_markers(path: list[Pose2D], target: Pose2D | None, stamp,
 
 # Zone colours by guard state (r, g, b): clear, scaled, stopped.
 _STATE_COLOURS = {'clear': (0.1, 0.8, 0.1), 'slowdown': (1.0, 0.8, 0.0),
-                  'approach': (1.0, 0.5, 0.0), 'stop': (1.0, 0.0, 0.0), 'stale': (0.6, 0.0, 0.6)}
+                  'approach': (1.0, 0.5, 0.0), 'stop': (1.0, 0.0, 0.0), 'stale': (0.6, 0.0, 0.6),
+                  'detour': (0.0, 0.6, 1.0)}
 
 
 def zone_outline(vertices, margin: float, arc_steps: int = 6) -> list[tuple[float, float]]:

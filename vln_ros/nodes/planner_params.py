@@ -45,6 +45,8 @@ CONFIG_SPECS = LIMIT_SPECS + (
               '(s): never steer by a pose the robot has left', 0.05, 10.0),
     ParamSpec('max_extrapolation', 0.2, 'How far (s) a keyframe stamp may lie outside the '
               'odometry history and still be placed with its nearest pose', 0.0, 2.0),
+    ParamSpec('stuck_timeout', 3.0, 'Asked to move this long (s) while odometry shows no '
+              'progress: stop and report blocked (0: never)', 0.0, 60.0),
     ParamSpec('history_length', 30.0, 'Odometry kept for placing late results (s); keep it '
               'above result_timeout', 1.0, 600.0, read_only=True),
 )

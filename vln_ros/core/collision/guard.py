@@ -27,8 +27,9 @@ from vln_ros.core.collision.footprint import Footprint
 __all__ = ['GUARD_STATES', 'CollisionGuard', 'GuardConfig', 'GuardVerdict']
 
 # 'clear': unchanged; 'slowdown' / 'approach': scaled; 'stop': obstacle in the stop zone;
-# 'stale': a configured source is older than its timeout (blind: zero).
-GUARD_STATES = ('clear', 'slowdown', 'approach', 'stop', 'stale')
+# 'stale': a configured source is older than its timeout (blind: zero); 'detour': the
+# planner's command was replaced by an arc round an obstacle in the way (guarded_output.py).
+GUARD_STATES = ('clear', 'slowdown', 'approach', 'stop', 'stale', 'detour')
 
 # Below these speeds (m/s, rad/s) a command component counts as zero.
 _STILL_LINEAR = 1e-4
@@ -160,7 +161,7 @@ class CollisionGuard:
         out = np.zeros(len(points), dtype=bool)
         if np.count_nonzero(mask) < self.config.min_points:
             return out
-        probe = self._distances_after(points[mask], vx, vy, wz, np.array([_PROBE_S]))[0]
+        probe = self.distances_after(points[mask], vx, vy, wz, np.array([_PROBE_S]))[0]
         out[mask] = probe < np.min(distance) - _CLOSER
         return out
 
@@ -176,7 +177,7 @@ class CollisionGuard:
         keep = np.hypot(points[:, 0], points[:, 1]) <= reach
         if not np.any(keep):
             return None
-        d = self._distances_after(points[keep], vx, vy, wz, self._times)
+        d = self.distances_after(points[keep], vx, vy, wz, self._times)
         contact = (d <= cfg.stop_margin) & (d < np.min(distance) - _CLOSER)
         hits = np.count_nonzero(contact, axis=1) >= cfg.min_points
         if not np.any(hits):
@@ -184,7 +185,7 @@ class CollisionGuard:
         k = int(np.argmax(hits))
         return float(self._times[k - 1]) if k > 0 else 0.0
 
-    def _distances_after(self, points: np.ndarray, vx: float, vy: float, wz: float,
+    def distances_after(self, points: np.ndarray, vx: float, vy: float, wz: float,
                          times: np.ndarray) -> np.ndarray:
         """Distances (len(times) x N) of the points from the footprint moved by the twist."""
         theta = wz * times

@@ -1,0 +1,119 @@
+"""Local avoidance: when the straight way is blocked, pick an arc that gets round.
+
+A small dynamic-window search: arcs (v, w) within the speed limits, each followed for a
+short length of way; an arc on which the footprint would enter the stop zone of a point it
+approaches (the guard's own rule) is out. The clear ones are scored by the progress they
+make towards the goal and the clearance they keep. The best arc with real progress is
+driven for one tick and the search runs again at the next, so the detour bends round the
+obstacle as the scan reveals it. No arc with
+progress means there is no way round from here: the caller stops and reports ``blocked``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from vln_ros.core.collision.guard import CollisionGuard
+
+__all__ = ['Detour', 'arc_is_clear', 'choose_detour', 'thin_points']
+
+# Fractions of the speed limits the search tries.
+_SPEEDS = (0.3, 0.6, 1.0)
+_TURNS = np.linspace(-1.0, 1.0, 9)
+# Progress (m) an arc must make over the horizon to count as a way round.
+_MIN_PROGRESS = 0.05
+# Clearance (m) beyond this earns nothing more: progress decides among safe arcs.
+_CLEARANCE_CAP = 0.3
+_CLEARANCE_WEIGHT = 0.5
+# Among equally good arcs, the faster one.
+_SPEED_WEIGHT = 0.1
+
+
+@dataclass(frozen=True)
+class Detour:
+    """The chosen arc and why it won."""
+
+    vx: float
+    wz: float
+    progress: float  # m closer to the goal at the end of the judged length
+    clearance: float  # m, the smallest distance to an obstacle along it
+
+
+def choose_detour(guard: CollisionGuard, points: np.ndarray, goal: tuple[float, float],
+                  max_linear: float, max_angular: float, length: float = 1.0,
+                  samples: int = 10) -> Detour | None:
+    """Return the best arc towards ``goal`` (base frame, m) round the points, or None.
+
+    Each arc is judged over the same ``length`` of way (m), slow or fast, so that creeping
+    straight at the obstacle never looks clear; that length is also more than the braking
+    distance at any speed tried, so an arc clear to its end can still be stopped on.
+    """
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    length = min(length, max(math.hypot(*goal), 0.3))
+    near, now_clear = _near(guard, points, length)
+    start = math.hypot(*goal)
+    best: Detour | None = None
+    best_score = -math.inf
+    for fraction in _SPEEDS:
+        v = fraction * max_linear
+        times = (length / v) * np.arange(1, samples + 1) / samples
+        for turn in _TURNS:
+            w = float(turn) * max_angular
+            clearance = _CLEARANCE_CAP
+            if len(near):
+                closest = guard.distances_after(near, v, 0.0, w, times).min(axis=1)
+                hit = (closest <= guard.config.stop_margin) & (closest < now_clear - 1e-4)
+                if np.any(hit):
+                    continue  # it would run into something: not a way round
+                clearance = min(_CLEARANCE_CAP, float(closest.min()))
+            x, y = _arc_end(v, w, times[-1])
+            progress = start - math.hypot(goal[0] - x, goal[1] - y)
+            if progress < _MIN_PROGRESS:
+                continue
+            score = progress + _CLEARANCE_WEIGHT * clearance + _SPEED_WEIGHT * fraction
+            if score > best_score:
+                best_score, best = score, Detour(v, w, progress, clearance)
+    return best
+
+
+def arc_is_clear(guard: CollisionGuard, points: np.ndarray, v: float, w: float,
+                 length: float, margin: float | None = None, samples: int = 10) -> bool:
+    """True when driving (v, w) for ``length`` m keeps every point out of ``margin``.
+
+    ``margin`` is a distance from the footprint (m); the default is the stop zone.
+    """
+    if v <= 0.0 or len(points) == 0:
+        return True
+    near, now_clear = _near(guard, points, length)
+    if not len(near):
+        return True
+    times = (length / v) * np.arange(1, samples + 1) / samples
+    closest = guard.distances_after(near, v, 0.0, w, times).min(axis=1)
+    margin = guard.config.stop_margin if margin is None else margin
+    return not np.any((closest <= margin) & (closest < now_clear - 1e-4))
+
+
+def thin_points(points: np.ndarray, cell: float = 0.05) -> np.ndarray:
+    """One point per ``cell``-sized square (m): a 720-beam scan shrinks to what matters."""
+    if len(points) < 2:
+        return points
+    keys = np.floor(points / cell).astype(np.int64)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    return points[np.sort(first)]
+
+
+def _near(guard: CollisionGuard, points: np.ndarray, length: float):
+    """The points an arc of ``length`` could reach, and the clearance now."""
+    reach = guard.footprint.radius + guard.config.slowdown_margin + length
+    near = points[np.hypot(points[:, 0], points[:, 1]) <= reach]
+    now_clear = float(np.min(guard.footprint.distance(near))) if len(near) else math.inf
+    return near, now_clear
+
+
+def _arc_end(v: float, w: float, t: float) -> tuple[float, float]:
+    """Where a constant (v, w) from the origin ends after ``t`` seconds."""
+    if abs(w) < 1e-9:
+        return v * t, 0.0
+    return v * math.sin(w * t) / w, v * (1.0 - math.cos(w * t)) / w
