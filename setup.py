@@ -26,6 +26,7 @@ setup(
         'console_scripts': [
             'perception_node = vln_ros.nodes.perception_node:main',
             'planner_node = vln_ros.nodes.planner_node:main',
+            'collision_guard = vln_ros.nodes.collision_guard_node:main',
             'task_node = vln_ros.nodes.task_node:main',
             'oracle_server = vln_ros.sim.vlm_server:main',
             'sim_node = vln_ros.sim.sim_node:main',

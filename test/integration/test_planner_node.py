@@ -28,6 +28,7 @@ class Robot:
                                      self._on_cmd, 10)
         self._last = None
         self._cmd = (0.0, 0.0)
+        self.freeze = False  # True: the base does not move, whatever it is told
 
     def _on_cmd(self, msg):
         twist = msg.twist if isinstance(msg, TwistStamped) else msg
@@ -40,7 +41,7 @@ class Robot:
         end = time.monotonic() + seconds
         while time.monotonic() < end and not (until and until()):
             now = time.monotonic()
-            if self._last is not None:
+            if self._last is not None and not self.freeze:
                 # Between run() calls the robot is not simulated: no jump over the gap.
                 dt = min(now - self._last, 0.05)
                 v, w = self._cmd

@@ -5,11 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from vln_ros.core.collision.footprint import DEFAULT_FOOTPRINT, Footprint, parse_footprint
+from vln_ros.core.collision.footprint import Footprint, parse_footprint
 from vln_ros.core.collision.guard import CollisionGuard, GuardConfig
 from vln_ros.core.velocity_limits import Limits, VelocityLimiter
 
-BOX = parse_footprint(DEFAULT_FOOTPRINT)  # 0.70 x 0.40 m around the base origin
+# The node's default: 0.70 x 0.40 m around the base origin.
+BOX = parse_footprint('[[0.35, 0.2], [0.35, -0.2], [-0.35, -0.2], [-0.35, 0.2]]')
 DECEL = 0.5
 
 

@@ -27,6 +27,8 @@ NODE_SOURCES = {
     'planner_node': ['vln_ros/nodes/planner_node.py', 'vln_ros/nodes/planner_params.py',
                      'vln_ros/nodes/collision_params.py'],
     'task_node': ['vln_ros/nodes/task_node.py'],
+    'collision_guard': ['vln_ros/nodes/collision_guard_node.py',
+                        'vln_ros/nodes/collision_params.py'],
     'vln_bridge': ['vln_ros/bridge/ros_side.py', 'vln_ros/bridge/main.py'],
 }
 _MISSING = object()
@@ -215,7 +217,8 @@ def test_vln_launch_default_plan(vln_launch):
     nodes = {n['name']: n for n in plan['nodes']}
     assert set(nodes) == {'perception_node', 'planner_node', 'task_node'}
     assert {n['executable'] for n in plan['nodes']} <= console_scripts()
-    assert set(params_yaml()) - {'/**', 'vln_bridge'} == set(nodes)
+    # collision_guard guards other cmd_vel streams (teleop, nav2): started on its own.
+    assert set(params_yaml()) - {'/**', 'vln_bridge', 'collision_guard'} == set(nodes)
     perception = nodes['perception_node']
     assert perception['parameters'][0].endswith('config/vln.yaml')
     assert perception['parameters'][1] == {'use_sim_time': False, 'image_transport': 'raw'}

@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from test.unit.test_collision_guard import BOX
 from test.unit.test_planner import DT, PATH, Sim, active_planner, result, speed, wp
-from vln_ros.core.collision.footprint import DEFAULT_FOOTPRINT, parse_footprint
 from vln_ros.core.collision.guard import CollisionGuard, GuardConfig
 from vln_ros.core.collision.guarded_output import GuardedOutput
 from vln_ros.core.collision.obstacle_memory import ObstacleMemory
@@ -12,7 +12,7 @@ from vln_ros.core.geometry import Pose2D
 
 def guarded_planner(sources=('scan',), timeout=0.5):
     planner = active_planner()
-    guard = CollisionGuard(GuardConfig(footprint=parse_footprint(DEFAULT_FOOTPRINT)))
+    guard = CollisionGuard(GuardConfig(footprint=BOX))
     planner.guard = GuardedOutput(guard, ObstacleMemory(list(sources), timeout))
     return planner
 

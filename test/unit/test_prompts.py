@@ -210,3 +210,13 @@ def test_build_messages_rejects_bad_input():
         build_messages('go', [])
     with pytest.raises(ValueError):
         build_messages('go', ['data:x'], max_history=-1)
+
+
+def test_a_note_goes_after_the_history_and_before_the_answer_line():
+    from vln_ros.core.prompts import BLOCKED_NOTE
+    messages = build_messages('go to the door', ['data:image/jpeg;base64,AA=='],
+                              [('hall', 'forward')], 5, BLOCKED_NOTE)
+    text = messages[1]['content'][-1]['text'].splitlines()
+    assert text[-2] == BLOCKED_NOTE and text[-1].startswith('Answer')
+    plain = build_messages('go to the door', ['data:image/jpeg;base64,AA=='])
+    assert 'blocked' not in plain[1]['content'][-1]['text']

@@ -122,6 +122,8 @@ class TaskResponse(BaseModel):
     last_action: str
     last_environment: str
     message: str
+    command: str = Field('', description="the planner's command state while the task is "
+                         'active: tracking, blocked, obstacle, stale_sensor, ...')
     config: TaskConfigOut
     history: list[ResultModel] = Field(description='recent results, oldest first')
 

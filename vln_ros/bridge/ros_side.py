@@ -89,7 +89,7 @@ def state_dict(msg: TaskState) -> dict:
         'frames': int(msg.frames), 'keyframes': int(msg.keyframes),
         'inferences': int(msg.inferences), 'errors': int(msg.errors),
         'last_action': msg.last_action, 'last_environment': msg.last_environment,
-        'message': msg.message,
+        'message': msg.message, 'command': msg.command,
         'config': {'output_fps': _r(msg.config.output_fps),
                    'keyframe_threshold': _r(msg.config.keyframe_threshold),
                    'enable_visualization': bool(msg.config.enable_visualization)},

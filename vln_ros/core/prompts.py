@@ -119,13 +119,20 @@ def _one_line(text: str) -> str:
     return ' '.join(str(text).split())
 
 
+# Said in the next request after the planner stopped a blocked attempt (stuck, or no way
+# round an obstacle), so that the model chooses another way instead of the same one.
+BLOCKED_NOTE = ('Note: the robot could not go the way of your last answer (blocked by an '
+                'obstacle); choose another way.')
+
+
 def build_messages(instruction: str, image_data_urls: list[str],
-                   history: Sequence[tuple[str, str]] = (), max_history: int = 5) -> list[dict]:
+                   history: Sequence[tuple[str, str]] = (), max_history: int = 5,
+                   note: str = '') -> list[dict]:
     """Build the OpenAI chat messages for one keyframe request.
 
     The user message holds the images (oldest first, the current view last) and one text
     part with the line ``Instruction: ...`` followed by up to ``max_history`` of the
-    task's last (environment, action) pairs, oldest first.
+    task's last (environment, action) pairs, oldest first, and ``note`` when given.
     """
     instruction = _one_line(instruction)
     if not instruction:
@@ -141,6 +148,8 @@ def build_messages(instruction: str, image_data_urls: list[str],
         for number, (environment, action) in enumerate(recent, start=1):
             lines.append(f'{number}. saw: {_one_line(environment) or "-"}; '
                          f'action: {_one_line(action) or "-"}')
+    if note:
+        lines.append(_one_line(note))
     lines.append('Answer with the JSON object only.')
     content: list[dict] = [{'type': 'image_url', 'image_url': {'url': url}}
                            for url in image_data_urls]

@@ -11,7 +11,7 @@ from typing import Any
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.parameter import Parameter
 
-from vln_ros.core.collision.footprint import DEFAULT_FOOTPRINT, parse_footprint
+from vln_ros.core.collision.footprint import parse_footprint
 from vln_ros.core.collision.guard import CollisionGuard, GuardConfig
 from vln_ros.core.collision.guarded_output import GuardedOutput
 from vln_ros.core.collision.obstacle_memory import SOURCES, ObstacleMemory
@@ -21,8 +21,10 @@ from vln_ros.nodes.parameters import ParamSpec
 SOURCES_PARAM = 'collision.sources'
 
 SPECS = (
-    ParamSpec('collision.footprint', DEFAULT_FOOTPRINT, 'Robot footprint polygon in the base '
-              'frame, nav2 form "[[x, y], ...]" (m); the default is quadruped-sized'),
+    # A quadruped-sized box: a Unitree Go2 is about 0.70 x 0.31 m, a Spot 1.1 x 0.5 m; this
+    # errs on the wide side of a Go2. Real robots set their own.
+    ParamSpec('collision.footprint', '[[0.35, 0.2], [0.35, -0.2], [-0.35, -0.2], [-0.35, 0.2]]',
+              'Robot footprint polygon in the base frame, nav2 form "[[x, y], ...]" (m)'),
     ParamSpec('collision.stop_margin', 0.05, 'Stop zone: this far (m) around the footprint, '
               'a point the command approaches stops the robot at once', 0.0, 1.0),
     ParamSpec('collision.slowdown_margin', 0.25, 'Slowdown zone (m around the footprint, at '

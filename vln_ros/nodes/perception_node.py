@@ -32,7 +32,7 @@ from vln_ros.core.keyframes import KeyframeSampler
 from vln_ros.core.latency_stats import RollingStats
 from vln_ros.core.parser import ParsedAnswer, parse_answer
 from vln_ros.core.planner import result_velocity
-from vln_ros.core.prompts import build_messages
+from vln_ros.core.prompts import BLOCKED_NOTE, build_messages
 from vln_ros.core.statuses import answer_status, result_code, result_name
 from vln_ros.core.task_records import task_setting
 from vln_ros.core.vlm_client import VlmClient, VlmConfig, VlmError
@@ -46,11 +46,13 @@ from vln_ros.nodes.perception_params import (
     vlm_config,
 )
 from vln_ros.nodes.ros_common import (
+    COMMAND_STATE_TOPIC,
     LATCHED_QOS,
     RELIABLE_QOS,
     SENSOR_QOS,
     TASK_ACK_QOS,
     TASK_ACK_TOPIC,
+    parse_command_state,
     run_node,
     stamp_to_sec,
     task_ack,
@@ -74,6 +76,7 @@ class _Task:
     keyframes: int = 0
     sequence: int = 0
     history: deque = field(default_factory=lambda: deque(maxlen=20))
+    blocked: bool = False  # the planner stopped a blocked attempt: tell the next request
 
 
 @dataclass
@@ -84,6 +87,7 @@ class _Payload:
     header: object  # the camera header: its stamp is the capture time
     frames: int
     keyframes: int
+    note: str = ''
 
 
 def status_of(parsed: ParsedAnswer) -> int:
@@ -145,6 +149,8 @@ class PerceptionNode(Node):
             raise ValueError(f'image_transport must be raw or compressed, got {transport!r}')
         self._camera_topic = sub.topic_name
         self.create_subscription(TaskState, 'vln/task_state', self._on_task_state, LATCHED_QOS)
+        self.create_subscription(String, COMMAND_STATE_TOPIC, self._on_command_state,
+                                 LATCHED_QOS)
         self._mount = CameraMountSource(self, self._mount_params, values['camera.use_tf'],
                                         values['camera.base_height'], self._base_frame)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -206,6 +212,16 @@ class PerceptionNode(Node):
                 old.config.timeout + 1.0, lambda: loop.create_task(old.aclose())))
 
     # ------------------------------------------------------------------ task switching
+
+    def _on_command_state(self, msg: String) -> None:
+        task_id, reason = parse_command_state(msg.data)
+        if reason != 'blocked':
+            return
+        with self._lock:
+            if self._task is not None and self._task.task_id == task_id:
+                self._task.blocked = True
+        self.get_logger().info(f'planner reports task {task_id} blocked: the next request says '
+                               'so')
 
     def _on_task_state(self, msg: TaskState) -> None:
         with self._lock:
@@ -271,12 +287,14 @@ class PerceptionNode(Node):
                 return  # switched while converting
             decision = self._sampler.update(img, stamp_to_sec(header.stamp))
             task.frames += 1
+            note = ''
             if decision.is_keyframe:
                 task.keyframes += 1
                 task.sequence += 1
+                note, task.blocked = (BLOCKED_NOTE if task.blocked else ''), False
             job = Job(task.task_id, task.sequence, stamp_to_sec(header.stamp), _Payload(
                 img, task.instruction, tuple(task.history), header, task.frames,
-                task.keyframes))
+                task.keyframes, note))
         if decision.is_keyframe:
             self._counts['keyframes'] += 1
             self._scheduler.submit(job)
@@ -291,7 +309,7 @@ class PerceptionNode(Node):
         payload: _Payload = job.payload
         url = jpeg_data_url(payload.image, self._long_side, self._jpeg_quality)
         messages = build_messages(payload.instruction, [url], payload.history,
-                                  self._history_size)
+                                  self._history_size, payload.note)
         return await self._client.complete(messages)
 
     def _on_job_done(self, job: Job, reply, error: BaseException | None) -> None:

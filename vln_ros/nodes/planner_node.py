@@ -34,12 +34,14 @@ from vln_ros.nodes.planner_markers import command_markers, guard_markers, path_m
 from vln_ros.nodes.planner_params import SPECS, planner_config
 from vln_ros.nodes.ros_common import (
     CMD_VEL_QOS,
+    COMMAND_STATE_TOPIC,
     ESTOP_STATE_TOPIC,
     LATCHED_QOS,
     ODOM_QOS,
     RELIABLE_QOS,
     TASK_ACK_QOS,
     TASK_ACK_TOPIC,
+    command_state,
     run_node,
     sec_to_stamp,
     stamp_to_sec,
@@ -102,6 +104,7 @@ class PlannerNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._ack_pub = self.create_publisher(String, TASK_ACK_TOPIC, TASK_ACK_QOS)
         self._estop_pub = self.create_publisher(Bool, ESTOP_STATE_TOPIC, LATCHED_QOS)
+        self._state_pub = self.create_publisher(String, COMMAND_STATE_TOPIC, LATCHED_QOS)
         self.create_subscription(NavigationResult, 'vln/result', self._on_result, RELIABLE_QOS,
                                  callback_group=io_group)
         self._odom_sub = self.create_subscription(Odometry, 'odom', self._on_odom, ODOM_QOS,
@@ -305,6 +308,9 @@ class PlannerNode(Node):
         if cmd.reason != self._last_reason:
             self.get_logger().info(f'command state: {self._last_reason} -> {cmd.reason}')
             self._last_reason = cmd.reason
+            with self._lock:
+                task = self._planner.active_task
+            self._state_pub.publish(String(data=command_state(task, cmd.reason)))
             self._publish_markers(cmd)
         elif self._ticks % 10 == 0:
             self._publish_markers(cmd)

@@ -58,6 +58,20 @@ ODOM_QOS = QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST,
                       reliability=ReliabilityPolicy.BEST_EFFORT)
 # The planner's e-stop state (std_msgs/Bool, latched): what the bridge and the UI show.
 ESTOP_STATE_TOPIC = 'vln/estop_state'
+# The planner's command state (std_msgs/String, latched), "<task id>|<reason>" on each change:
+# the task node puts it into TaskState.command, perception tells the model about 'blocked'.
+COMMAND_STATE_TOPIC = 'vln/command_state'
+
+
+def command_state(task_id: str | None, reason: str) -> str:
+    """The command state text: "<task id, empty for none>|<reason>"."""
+    return f'{task_id or ""}|{reason}'
+
+
+def parse_command_state(text: str) -> tuple[str, str]:
+    """(task id, reason) of a command state text."""
+    task_id, _, reason = text.partition('|')
+    return task_id, reason
 
 
 def stamp_to_sec(stamp) -> float:

@@ -25,17 +25,21 @@ from vln_ros.core.task_store import TaskStore
 from vln_ros.core.tasks import TaskManager
 from vln_ros.nodes.parameters import LiveParameters
 from vln_ros.nodes.ros_common import (
+    COMMAND_STATE_TOPIC,
     LATCHED_QOS,
     RELIABLE_QOS,
     TASK_ACK_QOS,
     TASK_ACK_TOPIC,
     declare,
+    parse_command_state,
     parse_task_ack,
     run_node,
     sec_to_stamp,
     stamp_to_sec,
 )
 
+# Planner command states published on vln/task_state as soon as they begin or end.
+_ATTENTION = ('blocked', 'obstacle', 'stale_sensor')
 
 def config_from_msg(msg: TaskConfigMsg) -> TaskConfig:
     """CreateTask / Navigate config to the core config: zero or negative means the default."""
@@ -145,6 +149,7 @@ class TaskNode(Node):
         self._acks: dict[str, str] = {}  # node -> task id it follows ('' = none)
         self._ack_cv = threading.Condition()
         self._latest_result: dict[str, NavigationResult] = {}
+        self._command = ('', '')  # (task id, reason): the planner's latest command state
 
         group = ReentrantCallbackGroup()
         self._state_pub = self.create_publisher(TaskState, 'vln/task_state', LATCHED_QOS)
@@ -155,6 +160,8 @@ class TaskNode(Node):
                                  callback_group=MutuallyExclusiveCallbackGroup())
         self.create_subscription(String, TASK_ACK_TOPIC, self._on_ack, TASK_ACK_QOS,
                                  callback_group=group)
+        self.create_subscription(String, COMMAND_STATE_TOPIC, self._on_command_state,
+                                 LATCHED_QOS, callback_group=MutuallyExclusiveCallbackGroup())
         self.create_service(CreateTask, 'vln/create_task', self._on_create, callback_group=group)
         self.create_service(StopTask, 'vln/stop_task', self._on_stop, callback_group=group)
         self.create_service(GetTask, 'vln/get_task', self._on_get, callback_group=group)
@@ -164,15 +171,34 @@ class TaskNode(Node):
                                     cancel_callback=lambda handle: CancelResponse.ACCEPT,
                                     callback_group=group)
         # Latch the current state at once, so late joiners learn that nothing is active.
-        self._state_pub.publish(state_msg(self._manager.active))
+        self._state_pub.publish(self._state(self._manager.active))
         self.get_logger().info(f'task node ready: db {db_path}, '
                                f'{len(self._manager.list())} stored tasks')
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
+    def _state(self, record: TaskRecord | None) -> TaskState:
+        """state_msg with the planner's command state, while the task is the active one."""
+        msg = state_msg(record)
+        if record is not None and record.status == TaskStatus.ACTIVE:
+            task_id, reason = self._command
+            msg.command = reason if task_id == record.task_id else ''
+        return msg
+
+    def _on_command_state(self, msg: String) -> None:
+        task_id, reason = parse_command_state(msg.data)
+        before = self._command[1] if self._command[0] == task_id else ''
+        self._command = (task_id, reason)
+        active = self._manager.active
+        # The states an operator must see at once (ros2 topic echo vln/task_state): a robot
+        # held by its guard or blocked, and the end of it.
+        if active is not None and active.task_id == task_id and (
+                reason in _ATTENTION) != (before in _ATTENTION):
+            self._state_pub.publish(self._state(active))
+
     def _on_change(self, record: TaskRecord) -> None:
-        self._state_pub.publish(state_msg(record))
+        self._state_pub.publish(self._state(record))
         with self._changed:
             self._changed.notify_all()
 
@@ -251,7 +277,7 @@ class TaskNode(Node):
             return response
         limit = request.history_limit or None
         response.found, response.message = True, record.message
-        response.state = state_msg(record)
+        response.state = self._state(record)
         response.history = [history_msg(e) for e in self._manager.history(task_id, limit)]
         return response
 
@@ -259,7 +285,7 @@ class TaskNode(Node):
         records = self._manager.list()
         if request.active_only:
             records = [r for r in records if r.status == TaskStatus.ACTIVE]
-        response.tasks = [state_msg(r) for r in records]
+        response.tasks = [self._state(r) for r in records]
         return response
 
     def _execute(self, goal_handle):
@@ -269,7 +295,7 @@ class TaskNode(Node):
         result = Navigate.Result()
         if not ok:
             self.get_logger().warn(f'navigate goal refused: {message}')
-            result.state = state_msg(None)
+            result.state = self._state(None)
             result.state.message = message
             goal_handle.abort()
             return result
@@ -290,7 +316,7 @@ class TaskNode(Node):
                 break
             if latest is not None and latest is not sent:
                 sent = latest
-                feedback = Navigate.Feedback(result=latest, state=state_msg(current))
+                feedback = Navigate.Feedback(result=latest, state=self._state(current))
                 goal_handle.publish_feedback(feedback)
             if current.status != TaskStatus.ACTIVE:
                 (goal_handle.succeed if current.status == TaskStatus.COMPLETED
@@ -309,7 +335,7 @@ class TaskNode(Node):
                 break
         with self._changed:
             self._latest_result.pop(task_id, None)
-        result.state = state_msg(self._manager.get(task_id))
+        result.state = self._state(self._manager.get(task_id))
         return result
 
     def close(self) -> None:

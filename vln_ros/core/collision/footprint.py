@@ -12,11 +12,7 @@ import math
 
 import numpy as np
 
-__all__ = ['DEFAULT_FOOTPRINT', 'Footprint', 'circle_footprint', 'parse_footprint']
-
-# A quadruped-sized box (m, base frame): a Unitree Go2 is about 0.70 x 0.31 m, a Spot
-# 1.1 x 0.5 m; this errs on the wide side of a Go2. Real robots set their own.
-DEFAULT_FOOTPRINT = '[[0.35, 0.2], [0.35, -0.2], [-0.35, -0.2], [-0.35, 0.2]]'
+__all__ = ['Footprint', 'circle_footprint', 'parse_footprint']
 
 
 def circle_footprint(radius: float, sides: int = 8) -> str:
