@@ -46,8 +46,13 @@ class GuardedOutput:
 
     def on_points(self, source: str, points: np.ndarray, stamp: float, now: float,
                   pose: Pose2D | None) -> None:
-        """Take a source's points (N x 2, base frame at ``stamp``; ``pose``: odometry then)."""
-        self.memory.update(source, points, stamp, now, pose)
+        """Take a source's points (N x 2, base frame at ``stamp``; ``pose``: odometry then).
+
+        Thinned to one point per 5 cm cell once here, not at every tick: a depth image gives
+        thousands of points, and the rules need only where obstacles are.
+        """
+        self.memory.update(source, thin_points(np.asarray(points, dtype=float).reshape(-1, 2)),
+                           stamp, now, pose)
 
     def tracking(self, target: Twist3, limiter: VelocityLimiter, dt: float, now: float,
                  pose: Pose2D | None,
@@ -59,7 +64,7 @@ class GuardedOutput:
         path's end in the base frame).
         """
         self.stale_sources = self.memory.stale(now)
-        points = thin_points(self.memory.points(pose))
+        points = self.memory.points(pose)
         if self.stale_sources:
             self.verdict = self.guard.stale()
             return limiter.hard_stop(), 'stale_sensor'
