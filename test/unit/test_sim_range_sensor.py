@@ -79,3 +79,32 @@ def test_cloud_reads_xyz_whatever_else_is_packed_and_drops_nans(big):
 def test_cloud_rejects_layouts_it_cannot_read(fields, step, match):
     with pytest.raises(ValueError, match=match):
         cloud_xyz(bytes(48), fields, step)
+
+
+def test_depth_image_agrees_with_the_scan_and_lands_in_the_base_frame():
+    from vln_ros.core.camera_mount import CameraMount
+    from vln_ros.core.collision.sensor_points import depth_to_points
+    from vln_ros.sim.render import CameraRenderer
+    w = world()
+    renderer = CameraRenderer(160, 120, 90.0)
+    pose = Pose(1.5, 2.0, math.pi / 2)  # facing the +y wall, 2 m away (camera at the centre)
+    depth = renderer.depth(w, pose)
+    assert depth.shape == (120, 160) and depth.dtype == np.float32
+    centre = depth[60, 80]
+    assert centre == pytest.approx(2.0, abs=0.02)
+    # Bottom rows see the floor; what the guard keeps of the image is the wall, 2 m ahead.
+    cam_h = w.scenario.robot.camera_height
+    pts = depth_to_points(depth, renderer.focal, renderer.focal, renderer.cx, renderer.cy, 2)
+    base = to_base_plane(pts, SensorPose.optical(CameraMount(height=cam_h)), 0.05, 1.0)
+    ahead = base[np.abs(base[:, 1]) < 0.3]
+    assert len(ahead) and ahead[:, 0] == pytest.approx(np.full(len(ahead), 2.0), abs=0.05)
+    floor_z = (pts @ SensorPose.optical(CameraMount(height=cam_h)).rotation.T)[:, 2] + cam_h
+    assert np.nanmin(floor_z) == pytest.approx(0.0, abs=0.02)
+
+
+def test_depth_sees_a_landmark_in_front_of_the_wall():
+    from vln_ros.sim.render import CameraRenderer
+    w = world()
+    renderer = CameraRenderer(160, 120, 90.0)
+    depth = renderer.depth(w, Pose(3.0, 2.0, math.pi / 2))  # the green box 1.25 m ahead
+    assert depth[70, 80] == pytest.approx(1.25, abs=0.02)  # below the box top (0.5 m)

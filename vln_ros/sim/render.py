@@ -123,6 +123,44 @@ class CameraRenderer:
                               depth_wall, cam_h)
         return image
 
+    def depth(self, world: World, pose: Any = None) -> np.ndarray:
+        """Render the depth image aligned with ``render`` (H x W float32, metres, REP-118).
+
+        Depth is along the optical axis (z), as a depth camera reports it; the rays are
+        (1, slope) in the camera frame, so a ray parameter is already that depth. Floor and
+        ceiling beyond 10 m are no return (NaN).
+        """
+        pose = world.camera_pose(world.ground_truth() if pose is None else Pose.of(pose))
+        sc = world.scenario
+        cam_h, ceil_h = sc.robot.camera_height, sc.wall_height
+        c, s = math.cos(pose.yaw), math.sin(pose.yaw)
+        dx, dy = c - s * self.slope, s + c * self.slope
+        off = self.row_offset
+        plane = np.where(off > 0, cam_h * self.focal / np.maximum(off, 1e-6),
+                         np.maximum(ceil_h - cam_h, 1e-3) * self.focal / np.maximum(-off, 1e-6))
+        plane = np.where(plane > 10.0, np.nan, plane).astype(np.float32)
+        depth = np.repeat(plane[:, None], self.width, axis=1)
+        near = np.full(self.width, np.inf)
+        if len(world.wall_segments):
+            near, _, _ = ray_segment(pose.x, pose.y, dx, dy, world.wall_segments)
+            self._fill(depth, near, cam_h, ceil_h)
+        for mark in sorted(sc.landmarks, key=lambda m: -pose.distance_to(*m.position)):
+            d, _ = self._landmark_hits(mark, pose, dx, dy)
+            d = np.where(d < near, d, np.inf)
+            self._fill(depth, d, cam_h, mark.height)
+        return depth
+
+    def _fill(self, depth: np.ndarray, column_depth: np.ndarray, cam_h: float,
+              top_h: float) -> None:
+        """Write a vertical surface's depth into the rows it spans, where it is nearer."""
+        hit = np.isfinite(column_depth)
+        if not hit.any():
+            return
+        top, bottom = self._extent(np.where(hit, column_depth, _FAR), cam_h, top_h)
+        mask = (self.rows >= top[None, :]) & (self.rows < bottom[None, :]) & hit[None, :]
+        surface = np.broadcast_to(column_depth.astype(np.float32)[None, :], depth.shape)
+        depth[mask] = surface[mask]
+
     def _extent(self, depth: np.ndarray, bottom_h: float, top_h: float
                 ) -> tuple[np.ndarray, np.ndarray]:
         """Return the image rows spanned by a vertical surface from the floor to ``top_h``."""

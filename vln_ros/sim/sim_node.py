@@ -2,7 +2,8 @@
 
 In the spirit of nav2's loopback simulator: cmd_vel in; camera/image_raw (30 fps) with
 camera/camera_info (the true intrinsics), scan (a 270-degree laser scanner at the base
-origin, 10 Hz, range_sensor.py), odom and sim/ground_truth out. With `oracle_port`
+origin, 10 Hz, range_sensor.py), camera/depth/image_raw (32FC1, aligned with the colour
+camera, at depth_rate; off by default), odom and sim/ground_truth out. With `oracle_port`
 >= 0 it also serves the OpenAI-compatible model API in-process, answering from the world's
 ground truth at the pose where the keyframe was captured (the frame number is drawn into each
 image; see frame_tag.py), with a latency drawn from `oracle_latency` (default 5-8 s, the
@@ -78,6 +79,8 @@ class SimNode(Node):
                                "scenario's oracle_profile)")
         scan_rate = declare(self, 'scan_rate', 10.0, 'Laser scan rate on scan (Hz; 0: off)',
                             0.0, 50.0)
+        depth_rate = declare(self, 'depth_rate', 0.0, 'Depth image rate on '
+                             'camera/depth/image_raw (Hz; 0: off)', 0.0, 30.0)
         realism = declare(self, 'world_realism', True,
                           'Odometry drift, camera mount and camera clock as the scenario '
                           'gives them (false: exact odometry, centred camera, one clock)')
@@ -120,6 +123,9 @@ class SimNode(Node):
         if self._scan is not None:
             self._scan_pub = self.create_publisher(LaserScan, 'scan', SENSOR_QOS)
             self.create_timer(1.0 / scan_rate, self._on_scan)
+        if depth_rate > 0.0:
+            self._depth_pub = self.create_publisher(Image, 'camera/depth/image_raw', SENSOR_QOS)
+            self.create_timer(1.0 / depth_rate, self._on_depth)
 
         self._oracle = Oracle(self._world_and_pose, hfov_deg=self._renderer.hfov_deg,
                               profile=profile, seed=seed)
@@ -253,6 +259,19 @@ class SimNode(Node):
         msg.header.stamp = stamp
         msg.header.frame_id = self._base_frame  # the scanner sits at the base origin
         self._scan_pub.publish(msg)
+
+    def _on_depth(self) -> None:
+        with self._lock:
+            pose = self._world.ground_truth()
+            stamp = self._state_stamp if self._state_stamp is not None \
+                else self._stamp(self._world.time)
+        depth = self._renderer.depth(self._world, pose)
+        msg = Image(height=depth.shape[0], width=depth.shape[1], encoding='32FC1',
+                    step=depth.shape[1] * 4, data=depth.tobytes())
+        msg.header.stamp = stamp
+        msg.header.frame_id = 'camera'
+        self._depth_pub.publish(msg)
+        self._info_pub.publish(self._camera_info(msg.header))
 
     def _publish_due_frames(self) -> None:
         now = self.get_clock().now().nanoseconds
