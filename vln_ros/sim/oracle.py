@@ -255,9 +255,11 @@ class Oracle:
         return others[0] if others else None
 
     def _route(self, world: World, mark: Landmark) -> RouteField:
-        key = (id(world), mark.name)
+        # The free space as the oracle sees it: obstacles it misjudges are not in it, and an
+        # obstacle that moved makes a new field.
+        key = (id(world), mark.name, world.layout_version)
         if key not in self._routes:
-            self._routes[key] = RouteField(world, mark)
+            self._routes[key] = RouteField(world, mark, oracle_view=True)
         return self._routes[key]
 
     def _search(self, world: World, pose: Pose, camera: Pose, mark: Landmark, prefix: str,
@@ -364,11 +366,11 @@ def request_instruction(request: Any) -> str:
 
 
 def _passable(world: World, pose: Pose, point: tuple[float, float]) -> bool:
-    """True when the robot's body, moving straight from ``pose`` to ``point``, stays clear."""
+    """True when the robot's body, moving straight to ``point``, misses what the oracle sees."""
     margin = world.scenario.robot.radius + 0.1
     steps = max(2, int(math.hypot(point[0] - pose.x, point[1] - pose.y) / 0.1))
     return all(world.clearance(pose.x + (point[0] - pose.x) * k / steps,
-                               pose.y + (point[1] - pose.y) * k / steps) >= margin
+                               pose.y + (point[1] - pose.y) * k / steps, True) >= margin
                for k in range(1, steps + 1))
 
 

@@ -144,7 +144,7 @@ class CameraRenderer:
         if len(world.wall_segments):
             near, _, _ = ray_segment(pose.x, pose.y, dx, dy, world.wall_segments)
             self._fill(depth, near, cam_h, ceil_h)
-        for mark in sorted(sc.landmarks, key=lambda m: -pose.distance_to(*m.position)):
+        for mark in sorted(world.solids(), key=lambda m: -pose.distance_to(*m.position)):
             d, _ = self._landmark_hits(mark, pose, dx, dy)
             d = np.where(d < near, d, np.inf)
             self._fill(depth, d, cam_h, mark.height)
@@ -172,8 +172,7 @@ class CameraRenderer:
     def _paint_landmarks(self, image: np.ndarray, world: World, pose: Pose, dx: np.ndarray,
                          dy: np.ndarray, depth_wall: np.ndarray, cam_h: float) -> None:
         """Paint the landmarks far to near, each where it is nearer than the walls."""
-        marks = sorted(world.scenario.landmarks,
-                       key=lambda m: -pose.distance_to(*m.position))
+        marks = sorted(world.solids(), key=lambda m: -pose.distance_to(*m.position))
         for mark in marks:
             depth, shade = self._landmark_hits(mark, pose, dx, dy)
             cols = np.nonzero(np.isfinite(depth) & (depth < depth_wall))[0]
@@ -275,6 +274,13 @@ def render_topdown(world: World, trail: Iterable[Any] = (), size: int = 480,
         lx = lx + 6 if lx + 6 + tw < size else lx - 6 - tw
         cv2.putText(image, mark.name, (max(lx, 0), max(ly - 6, th)), cv2.FONT_HERSHEY_SIMPLEX,
                     0.4, (20, 20, 20), 1, cv2.LINE_AA)
+    for shape in world.obstacle_shapes:  # unnamed: drawn, not labelled
+        if shape.is_round:
+            cv2.circle(image, px(*shape.position), max(2, int(0.5 * shape.size * scale)),
+                       shape.bgr, -1, cv2.LINE_AA)
+        else:
+            poly = np.asarray([px(*p) for p in shape.corners()], np.int32)
+            cv2.fillPoly(image, [poly], shape.bgr, cv2.LINE_AA)
     points = _trail_points(trail)
     if len(points) > 1:
         poly = np.asarray([px(x, y) for x, y in points], np.int32)

@@ -9,6 +9,7 @@ Format (every length in metres, every angle in radians, colours as RGB 0-255)::
       boundary: true                   # optional (true): add the four outer walls
       wall_height: 2.5                 # optional (2.5): height of walls and ceiling
       walls: [[x1, y1, x2, y2], ...]   # optional: extra wall segments
+      obstacles: [...]                 # optional: unnamed boxes and pillars (obstacles.py)
       landmarks:                       # optional
         - name: red door               # required, unique; what instructions refer to
           kind: door                   # required: door | box | pillar
@@ -52,155 +53,39 @@ measured from the robot's centre to the nearest point of that footprint.
 """
 
 from dataclasses import dataclass, field, replace
-import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from vln_ros.sim.landmarks import LANDMARK_KINDS, Landmark
+from vln_ros.sim.obstacles import Obstacle, parse_obstacles
+from vln_ros.sim.scenario_fields import (
+    ScenarioError,
+)
+from vln_ros.sim.scenario_fields import (
+    mapping as _mapping,
+)
+from vln_ros.sim.scenario_fields import (
+    no_unknown_keys as _no_unknown_keys,
+)
+from vln_ros.sim.scenario_fields import (
+    number as _number,
+)
+from vln_ros.sim.scenario_fields import (
+    text as _text,
+)
+from vln_ros.sim.scenario_fields import (
+    vector as _vector,
+)
 from vln_ros.sim.sim_pose import Pose
 
-LANDMARK_KINDS = ('door', 'box', 'pillar')
+__all__ = ['LANDMARK_KINDS', 'SCENARIO_DIR', 'CameraConfig', 'Instruction', 'Landmark',
+           'Obstacle', 'RobotConfig', 'Scenario', 'ScenarioError', 'SuccessCriteria']
+
 ORACLE_PROFILES = ('ideal', 'realistic', 'harsh')
 KINEMATICS = ('unicycle', 'holonomic')
 SCENARIO_DIR = Path(__file__).resolve().parent / 'scenarios'
-
-
-class ScenarioError(ValueError):
-    """A scenario file or dictionary that does not follow the format; names the field."""
-
-
-def _number(value: Any, where: str, low: float | None = None, high: float | None = None,
-            positive: bool = False) -> float:
-    """Return ``value`` as a float, checking its range, or raise naming ``where``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ScenarioError(f'{where}: expected a number, got {value!r}')
-    value = float(value)
-    if positive and value <= 0.0:
-        raise ScenarioError(f'{where}: must be > 0, got {value}')
-    if low is not None and value < low:
-        raise ScenarioError(f'{where}: must be >= {low}, got {value}')
-    if high is not None and value > high:
-        raise ScenarioError(f'{where}: must be <= {high}, got {value}')
-    return value
-
-
-def _vector(value: Any, where: str, length: int) -> tuple[float, ...]:
-    """Return ``value`` as a tuple of ``length`` floats, or raise naming ``where``."""
-    if not isinstance(value, (list, tuple)) or len(value) != length:
-        raise ScenarioError(f'{where}: expected a list of {length} numbers, got {value!r}')
-    return tuple(_number(v, f'{where}[{i}]') for i, v in enumerate(value))
-
-
-def _mapping(value: Any, where: str) -> dict:
-    """Return ``value`` if it is a mapping (None counts as empty), or raise naming ``where``."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ScenarioError(f'{where}: expected a mapping, got {type(value).__name__}')
-    return value
-
-
-def _text(value: Any, where: str) -> str:
-    """Return ``value`` as a non-empty string, or raise naming ``where``."""
-    if not isinstance(value, str) or not value.strip():
-        raise ScenarioError(f'{where}: expected a non-empty string, got {value!r}')
-    return value.strip()
-
-
-def _no_unknown_keys(d: dict, allowed: set[str], where: str) -> None:
-    """Reject keys a user probably misspelt."""
-    unknown = sorted(set(d) - allowed)
-    if unknown:
-        prefix = f'{where}.' if where else ''
-        raise ScenarioError(f'{prefix}{unknown[0]}: unknown field (allowed: '
-                            f'{", ".join(sorted(allowed))})')
-
-
-@dataclass
-class Landmark:
-    """A named object the instructions refer to: a door, a box or a pillar."""
-
-    name: str
-    kind: str
-    color: tuple[int, int, int]
-    position: tuple[float, float]
-    size: float = 0.8
-    height: float = 2.0
-    yaw: float = 0.0
-    depth: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in LANDMARK_KINDS:
-            raise ScenarioError(f'kind: expected one of {LANDMARK_KINDS}, got {self.kind!r}')
-        if self.depth is None:
-            self.depth = 0.1 if self.kind == 'door' else self.size
-        self.color = tuple(int(c) for c in self.color)
-        self.position = (float(self.position[0]), float(self.position[1]))
-
-    @property
-    def bgr(self) -> tuple[int, int, int]:
-        """Return the colour in OpenCV's channel order."""
-        r, g, b = self.color
-        return b, g, r
-
-    @property
-    def is_round(self) -> bool:
-        """Return True for landmarks with a circular footprint (pillars)."""
-        return self.kind == 'pillar'
-
-    def corners(self) -> list[tuple[float, float]]:
-        """Return the four corners of a rectangular footprint, counter-clockwise."""
-        c, s = math.cos(self.yaw), math.sin(self.yaw)
-        hx, hy = 0.5 * self.depth, 0.5 * self.size
-        cx, cy = self.position
-        local = [(-hx, -hy), (hx, -hy), (hx, hy), (-hx, hy)]
-        return [(cx + c * lx - s * ly, cy + s * lx + c * ly) for lx, ly in local]
-
-    def segments(self) -> list[tuple[float, float, float, float]]:
-        """Return the edges of a rectangular footprint as ``(x1, y1, x2, y2)``."""
-        pts = self.corners()
-        return [(*pts[i], *pts[(i + 1) % 4]) for i in range(4)]
-
-    def distance(self, x: float, y: float) -> float:
-        """Return the distance from a point to this footprint (0 inside it)."""
-        cx, cy = self.position
-        if self.is_round:
-            return max(0.0, math.hypot(x - cx, y - cy) - 0.5 * self.size)
-        c, s = math.cos(self.yaw), math.sin(self.yaw)
-        lx = c * (x - cx) + s * (y - cy)
-        ly = -s * (x - cx) + c * (y - cy)
-        ox = max(abs(lx) - 0.5 * self.depth, 0.0)
-        oy = max(abs(ly) - 0.5 * self.size, 0.0)
-        return math.hypot(ox, oy)
-
-    @classmethod
-    def from_dict(cls, d: Any, where: str = 'landmark') -> 'Landmark':
-        """Build a landmark from its YAML mapping, naming the faulty field on error."""
-        d = _mapping(d, where)
-        _no_unknown_keys(d, {'name', 'kind', 'color', 'position', 'size', 'height', 'yaw',
-                             'depth'}, where)
-        for key in ('name', 'kind', 'color', 'position'):
-            if key not in d:
-                raise ScenarioError(f'{where}.{key}: required field is missing')
-        kind = d['kind']
-        if kind not in LANDMARK_KINDS:
-            raise ScenarioError(f'{where}.kind: expected one of {", ".join(LANDMARK_KINDS)}, '
-                                f'got {kind!r}')
-        color = _vector(d['color'], f'{where}.color', 3)
-        if any(c < 0 or c > 255 for c in color):
-            raise ScenarioError(f'{where}.color: components must be 0-255, got {d["color"]!r}')
-        depth = d.get('depth')
-        return cls(
-            name=_text(d['name'], f'{where}.name'),
-            kind=kind,
-            color=tuple(int(round(c)) for c in color),
-            position=_vector(d['position'], f'{where}.position', 2),
-            size=_number(d.get('size', 0.8), f'{where}.size', positive=True),
-            height=_number(d.get('height', 2.0), f'{where}.height', positive=True),
-            yaw=_number(d.get('yaw', 0.0), f'{where}.yaw'),
-            depth=None if depth is None else _number(depth, f'{where}.depth', positive=True),
-        )
 
 
 @dataclass
@@ -328,6 +213,7 @@ class Scenario:
     size: tuple[float, float]
     walls: list[tuple[float, float, float, float]] = field(default_factory=list)
     landmarks: list[Landmark] = field(default_factory=list)
+    obstacles: list[Obstacle] = field(default_factory=list)
     robot: RobotConfig = field(default_factory=RobotConfig)
     instructions: list[Instruction] = field(default_factory=list)
     success: SuccessCriteria | None = None
@@ -368,8 +254,8 @@ class Scenario:
         if 'robot' not in d:
             raise ScenarioError('robot: required field is missing')
         world = _mapping(d['world'], 'world')
-        _no_unknown_keys(world, {'size', 'walls', 'landmarks', 'boundary', 'wall_height'},
-                         'world')
+        _no_unknown_keys(world, {'size', 'walls', 'landmarks', 'obstacles', 'boundary',
+                                 'wall_height'}, 'world')
         if 'size' not in world:
             raise ScenarioError('world.size: required field is missing')
         size = _vector(world['size'], 'world.size', 2)
@@ -409,6 +295,7 @@ class Scenario:
             size=size,
             walls=walls,
             landmarks=landmarks,
+            obstacles=parse_obstacles(world.get('obstacles')),
             robot=robot,
             instructions=instructions,
             success=success,

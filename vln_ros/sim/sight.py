@@ -70,10 +70,12 @@ class RouteField:
 
     ``waypoint(x, y, ahead)`` walks ``ahead`` metres down the field from (x, y) and returns
     that point: the direction in which the way to the landmark continues. Cells closer than
-    ``keep_off`` (default: the robot's radius + 0.25 m) to a wall are not on the way.
+    ``keep_off`` (default: the robot's radius + 0.25 m) to a wall are not on the way. With
+    ``oracle_view`` the obstacles the oracle does not see are not there (obstacles.py).
     """
 
-    def __init__(self, world: World, mark: Landmark, keep_off: float | None = None):
+    def __init__(self, world: World, mark: Landmark, keep_off: float | None = None,
+                 oracle_view: bool = False):
         w, h = world.scenario.size
         self.nx, self.ny = int(math.ceil(w / _CELL)), int(math.ceil(h / _CELL))
         radius = world.scenario.robot.radius
@@ -89,7 +91,7 @@ class RouteField:
             for j in range(self.ny):
                 x, y = (i + 0.5) * _CELL, (j + 0.5) * _CELL
                 near = mark.distance(x, y) <= self.goal_margin
-                free[i, j] = near or world.clearance(x, y) >= keep_off
+                free[i, j] = near or world.clearance(x, y, oracle_view) >= keep_off
                 if near:
                     goal.append((i, j))
         dist = np.full((self.nx, self.ny), np.inf)

@@ -96,12 +96,31 @@ class World:
         self._seed = seed
         walls = scenario.all_walls()
         self.wall_segments = np.asarray(walls, dtype=float).reshape(-1, 4)
-        rect = [s for m in scenario.landmarks if not m.is_round for s in m.segments()]
-        self._solid_segments = np.asarray(walls + rect, dtype=float).reshape(-1, 4)
-        round_marks = [m for m in scenario.landmarks if m.is_round]
-        self._pillars = np.asarray([(*m.position, 0.5 * m.size) for m in round_marks],
-                                   dtype=float).reshape(-1, 3)
         self.reset()
+
+    def _build_solids(self) -> None:
+        """Collision and ray-casting geometry: walls, landmarks and obstacles where they are.
+
+        The oracle's view leaves out the obstacles it does not see (obstacles.py).
+        """
+        walls = self.scenario.all_walls()
+        shapes = self.solids()
+        unseen = {id(s) for s, o in zip(self.obstacle_shapes, self.scenario.obstacles,
+                                        strict=True) if not o.seen_by_oracle}
+
+        def arrays(things):
+            rect = [seg for m in things if not m.is_round for seg in m.segments()]
+            round_ = [(*m.position, 0.5 * m.size) for m in things if m.is_round]
+            return (np.asarray(walls + rect, dtype=float).reshape(-1, 4),
+                    np.asarray(round_, dtype=float).reshape(-1, 3))
+
+        self._solid_segments, self._pillars = arrays(shapes)
+        self._oracle_solids = arrays([m for m in shapes if id(m) not in unseen])
+        self.layout_version += 1
+
+    def solids(self) -> list[Landmark]:
+        """Everything solid besides the walls, as drawn and hit: landmarks, then obstacles."""
+        return list(self.scenario.landmarks) + list(self.obstacle_shapes)
 
     def reset(self) -> None:
         """Put the robot back at its start pose, time 0, no collisions, same noise seed."""
@@ -111,6 +130,9 @@ class World:
         self.collisions = 0
         self.in_contact = False
         self.last_command = (0.0, 0.0, 0.0)
+        self.obstacle_shapes = [o.shape for o in self.scenario.obstacles]
+        self.layout_version = 0  # bumped whenever an obstacle moves
+        self._build_solids()
         self._rng = np.random.default_rng(self._seed)
         cfg = self.scenario.robot
         # Drawn first and once, so a seed always gives the same drift.
@@ -188,6 +210,8 @@ class World:
             self.collisions += 1
         self.in_contact = not free
         self.time += dt
+        if self.scenario.obstacles:
+            self._move_obstacles()
         return free
 
     @staticmethod
@@ -200,23 +224,46 @@ class World:
 
     @property
     def solid_segments(self) -> np.ndarray:
-        """Walls and box landmark sides as (S, 4) segments: what rays and the robot hit."""
+        """Walls and the sides of boxes as (S, 4) segments: what rays and the robot hit."""
         return self._solid_segments
 
     @property
     def pillars(self) -> np.ndarray:
-        """Round landmarks as (P, 3): centre x, y and radius."""
+        """Round landmarks and obstacles as (P, 3): centre x, y and radius."""
         return self._pillars
 
-    def clearance(self, x: float, y: float) -> float:
-        """Return the distance from a point to the nearest wall or landmark."""
+    def clearance(self, x: float, y: float, oracle_view: bool = False) -> float:
+        """Return the distance from a point to the nearest wall, landmark or obstacle.
+
+        ``oracle_view`` leaves out the obstacles the oracle does not see.
+        """
+        segments, pillars = self._oracle_solids if oracle_view else \
+            (self._solid_segments, self._pillars)
         d = math.inf
-        if len(self._solid_segments):
-            d = float(_point_segment_distance(x, y, self._solid_segments).min())
-        if len(self._pillars):
-            p = self._pillars
+        if len(segments):
+            d = float(_point_segment_distance(x, y, segments).min())
+        if len(pillars):
+            p = pillars
             d = min(d, float((np.hypot(p[:, 0] - x, p[:, 1] - y) - p[:, 2]).min()))
         return d
+
+    def _move_obstacles(self) -> None:
+        """Slide moving obstacles on to where they are now; one never enters the robot."""
+        changed = False
+        for i, obstacle in enumerate(self.scenario.obstacles):
+            if obstacle.move_at is None or self.time <= obstacle.move_at:
+                continue
+            target = obstacle.position_at(self.time)
+            current = self.obstacle_shapes[i]
+            if target == current.position:
+                continue
+            moved = obstacle.moved(target)
+            if moved.distance(self.robot.x, self.robot.y) < self.scenario.robot.radius:
+                continue  # stops short of the robot instead of pushing it
+            self.obstacle_shapes[i] = moved
+            changed = True
+        if changed:
+            self._build_solids()
 
     def collides(self, x: float, y: float) -> bool:
         """Return True when the robot's circle at (x, y) touches a wall or landmark."""
