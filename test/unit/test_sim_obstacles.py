@@ -88,3 +88,21 @@ def test_the_oracle_view_leaves_out_unseen_obstacles():
     straight = RouteField(unseen, mark, oracle_view=True).path_length(1.0, 2.0)
     around = RouteField(seen, mark, oracle_view=True).path_length(1.0, 2.0)
     assert around > straight + 0.2 and math.isfinite(straight)
+
+
+@pytest.mark.parametrize('name', ['box_in_the_way', 'box_slides_in'])
+def test_obstacle_scenarios_lead_the_oracle_through_an_obstacle_it_does_not_see(name):
+    sc = Scenario.load(name)
+    w = World(sc.ideal_world())
+    obstacle = sc.obstacles[0]
+    if obstacle.move_at is not None:  # let it slide into the way first
+        while w.time < obstacle.move_at + 5.0:
+            w.step(0.0, 0.0, 0.0, 0.05)
+    door, start = sc.landmark('red door'), w.ground_truth()
+    as_seen = RouteField(w, door, oracle_view=True).path_length(start.x, start.y)
+    real = RouteField(w, door, keep_off=sc.robot.radius + 0.1).path_length(start.x, start.y)
+    straight = door.distance(start.x, start.y)
+    # The oracle's way to the door is the straight one, through the box it does not see ...
+    assert as_seen < straight
+    # ... and a real way round it exists, a little longer.
+    assert real is not None and real > as_seen + 0.05
