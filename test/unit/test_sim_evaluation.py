@@ -129,3 +129,18 @@ def test_to_json(corridor):
                          'final_distance', 'min_distance', 'collisions', 'moving_fraction',
                          'path_length', 'duration'}
     assert data['final_distance'] == round(DOOR_FACE - 5.0, 3)
+
+
+def test_stop_short_succeeds_at_rest_without_a_collision_and_fails_otherwise():
+    sc = Scenario.load('wall_ahead')
+    assert sc.success.stop_short and sc.success.landmark is None
+    traj = [(0.1 * i, 1.2 + min(0.1 * i, 2.0) * 0.5, 1.5, 0.0) for i in range(60)]
+    cmds = [(0.0, 0.5, 0.0), (4.0, 0.0, 0.0)]
+    ok = evaluate(sc, traj, cmds)
+    assert ok.success and ok.time_to_goal == pytest.approx(4.0)
+    # The side walls (1.5 m away) are nearer than the far wall (1.8 m).
+    assert ok.final_distance == pytest.approx(1.5 - 0.3, abs=1e-6)
+    hit = evaluate(sc, traj, cmds, events=[(3.0, 'collision')])
+    assert not hit.success and 'collision' in hit.reason
+    moving = evaluate(sc, traj, [(0.0, 0.5, 0.0)])
+    assert not moving.success and moving.reason == 'still moving at the end'

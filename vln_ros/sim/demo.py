@@ -303,8 +303,8 @@ def time_lower_bound(scenario: Scenario, switched, latency, max_speed: float) ->
     """
     from vln_ros.sim.sight import RouteField
 
-    if not scenario.success or not switched:
-        return None
+    if not scenario.success or not scenario.success.landmark or not switched:
+        return None  # no goal to reach (stop_short): no lower bound either
     mark = scenario.landmark(scenario.success.landmark)
     t, (x, y, _) = switched[-1]
     field = RouteField(World(scenario), mark, keep_off=scenario.robot.radius)

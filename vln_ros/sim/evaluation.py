@@ -10,7 +10,9 @@ Inputs are plain lists so that the same code scores a live run, a recorded bag o
 
 A run succeeds when, no later than ``time_limit`` after its first sample, the robot is within
 ``tolerance`` of the success landmark's footprint and, with ``must_stop``, its command is a
-stop (|v| <= 0.02 m/s and |w| <= 0.02 rad/s) and it stays within tolerance to the end.
+stop (|v| <= 0.02 m/s and |w| <= 0.02 rad/s) and it stays within tolerance to the end. With
+``stop_short`` there is no landmark: the run succeeds when the robot is at rest by the time
+limit and to the end, without a collision.
 """
 
 import bisect
@@ -112,7 +114,7 @@ def evaluate(scenario: Scenario, trajectory: Sequence[Sequence[float]],
         cmd_times, cmd_moving = _motion_from_trajectory(traj)
     collisions = _count_collisions(events)
     criteria = scenario.success
-    mark = scenario.landmark(criteria.landmark) if criteria else None
+    mark = scenario.landmark(criteria.landmark) if criteria and criteria.landmark else None
     if not traj:
         return RunSummary(scenario.name, False, 'empty trajectory', mark and mark.name, None,
                           None, None, collisions, 0.0, 0.0, 0.0)
@@ -132,6 +134,9 @@ def evaluate(scenario: Scenario, trajectory: Sequence[Sequence[float]],
             moving_time += hi - lo
     moving_fraction = moving_time / duration if duration > 0.0 else 0.0
 
+    if criteria is not None and criteria.stop_short:
+        return _stop_short(scenario, traj, cmd_times, cmd_moving, collisions,
+                           moving_fraction, path, duration)
     if mark is None:
         return RunSummary(scenario.name, False, 'scenario has no success criteria', None, None,
                           None, None, collisions, moving_fraction, path, duration)
@@ -169,3 +174,36 @@ def evaluate(scenario: Scenario, trajectory: Sequence[Sequence[float]],
     return RunSummary(scenario.name, goal_time is not None, reason, mark.name, goal_time,
                       distances[-1], min(distances), collisions, moving_fraction, path,
                       duration)
+
+
+def _stop_short(scenario: Scenario, traj, cmd_times, cmd_moving, collisions: int,
+                moving_fraction: float, path: float, duration: float) -> RunSummary:
+    """Score a stop_short run: at rest by the time limit, never having touched anything.
+
+    ``time_to_goal`` is when the robot came to rest for good; the distances are the free gap
+    between the robot's body and the nearest solid thing (m).
+    """
+    from vln_ros.sim.world import World
+
+    world = World(scenario)
+    radius = scenario.robot.radius
+    start = traj[0][0]
+    gaps = [world.clearance(x, y) - radius for _, x, y, _ in traj]
+    last_moving = max((t for t, m in zip(cmd_times, cmd_moving, strict=True) if m),
+                      default=None)
+    # The command after the last moving one is the stop (none: it never moved).
+    rest = start if last_moving is None else \
+        next((t for t in cmd_times if t > last_moving), traj[-1][0])
+    at_rest = not cmd_moving[-1] if cmd_moving else True
+    in_time = rest - start <= scenario.success.time_limit
+    ok = collisions == 0 and at_rest and in_time
+    if collisions:
+        reason = f'touched an obstacle ({collisions} collision(s))'
+    elif not at_rest:
+        reason = 'still moving at the end'
+    elif not in_time:
+        reason = f'came to rest after the time limit of {scenario.success.time_limit:g} s'
+    else:
+        reason = f'stopped short, {gaps[-1]:.2f} m from the nearest obstacle'
+    return RunSummary(scenario.name, ok, reason, None, rest - start if ok else None, gaps[-1],
+                      min(gaps), collisions, moving_fraction, path, duration)

@@ -256,7 +256,7 @@ def render_topdown(world: World, trail: Iterable[Any] = (), size: int = 480,
         cv2.line(image, px(0.0, gy), px(w, gy), (215, 215, 215), 1)
     for x1, y1, x2, y2 in world.wall_segments:
         cv2.line(image, px(x1, y1), px(x2, y2), (40, 40, 40), 3, cv2.LINE_AA)
-    target = sc.success.landmark.lower() if sc.success else None
+    target = sc.success.landmark.lower() if sc.success and sc.success.landmark else None
     for mark in sc.landmarks:
         if mark.is_round:
             cv2.circle(image, px(*mark.position), max(2, int(0.5 * mark.size * scale)),

@@ -46,6 +46,8 @@ Format (every length in metres, every angle in radians, colours as RGB 0-255)::
       tolerance: 0.6                   # distance from the landmark's footprint
       time_limit: 60.0
       must_stop: true                  # the robot must stand still within tolerance
+      stop_short: false                # true: no landmark; succeed by coming to rest without
+                                       # a collision (a model that says "forward" into a wall)
 
 Doors and boxes are rectangles (``size`` wide along their local y axis, ``depth`` along local
 x, turned by ``yaw``); pillars are circles of diameter ``size``. Distances to a landmark are
@@ -197,12 +199,17 @@ class Instruction:
 
 @dataclass
 class SuccessCriteria:
-    """When a run counts as a success."""
+    """When a run counts as a success.
 
-    landmark: str
+    ``stop_short``: there is no goal to reach; the run succeeds when the robot comes to rest
+    without touching anything (a model that keeps saying "forward" into a wall).
+    """
+
+    landmark: str | None
     tolerance: float = 0.6
     time_limit: float = 60.0
     must_stop: bool = True
+    stop_short: bool = False
 
 
 @dataclass
@@ -334,7 +341,15 @@ class Scenario:
         if raw is None:
             return None
         raw = _mapping(raw, 'success')
-        _no_unknown_keys(raw, {'landmark', 'tolerance', 'time_limit', 'must_stop'}, 'success')
+        _no_unknown_keys(raw, {'landmark', 'tolerance', 'time_limit', 'must_stop',
+                               'stop_short'}, 'success')
+        stop_short = raw.get('stop_short', False)
+        if not isinstance(stop_short, bool):
+            raise ScenarioError(f'success.stop_short: expected true or false, got '
+                                f'{stop_short!r}')
+        if stop_short:
+            return SuccessCriteria(landmark=None, stop_short=True, time_limit=_number(
+                raw.get('time_limit', 60.0), 'success.time_limit', positive=True))
         if 'landmark' not in raw:
             raise ScenarioError('success.landmark: required field is missing')
         name = _text(raw['landmark'], 'success.landmark')
