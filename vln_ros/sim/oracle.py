@@ -117,18 +117,19 @@ class Oracle:
         self.standoff = standoff
         self.profile = profile if profile is not None else PROFILES['ideal']
         self._rng = random.Random(seed)
-        self._routes: dict[tuple[int, str], RouteField] = {}
+        self._routes: dict[tuple, RouteField] = {}
         # What the answers did: 'answers', 'seen', 'miss', 'false_target', 'wrong_direction',
-        # 'search', 'arrived' (for tests and reports).
+        # 'search', 'arrived', 'blocked_replan' (for tests and reports).
         self.counts: Counter = Counter()
 
     def answer(self, instruction: str, pose: Any = None, world: World | None = None,
-               history: Sequence[tuple[str, str]] = ()) -> dict:
+               history: Sequence[tuple[str, str]] = (), blocked: bool = False) -> dict:
         """Answer an instruction as seen from the base pose ``pose`` at capture.
 
         ``pose`` and ``world`` default to the provider's; ``history`` holds the prompt's
-        previous (environment, action) pairs, oldest first. Returns the contract
-        dictionary: environment, action and 1-4 waypoints.
+        previous (environment, action) pairs, oldest first; ``blocked``: the prompt says the
+        last way was blocked (prompts.BLOCKED_NOTE). Returns the contract dictionary:
+        environment, action and 1-4 waypoints.
         """
         if world is None or pose is None:
             provided_world, provided_pose = self.world_provider()
@@ -144,7 +145,7 @@ class Oracle:
 
         phrase = target_phrase(text)
         if phrase is not None:
-            return self._go_to(world, pose, phrase, prefix, errors, history)
+            return self._go_to(world, pose, phrase, prefix, errors, history, blocked)
         left, right = _TURN_LEFT.search(lowered), _TURN_RIGHT.search(lowered)
         if left or right:
             if errors.wrong_direction:
@@ -188,8 +189,8 @@ class Oracle:
         return world.scenario.success.tolerance if world.scenario.success else 0.6
 
     def _go_to(self, world: World, pose: Pose, phrase: str, prefix: str,
-               errors: AnswerErrors = NO_ERRORS, history: Sequence[tuple[str, str]] = ()
-               ) -> dict:
+               errors: AnswerErrors = NO_ERRORS, history: Sequence[tuple[str, str]] = (),
+               blocked: bool = False) -> dict:
         """Answer 'go to <phrase>': stop, turn towards it, search, or waypoints along the way."""
         mark = world.find_landmark(phrase)
         if mark is None:
@@ -221,6 +222,15 @@ class Oracle:
             bearing = -bearing
         points = self._path(world, goal, pose, bearing, surface)
         end = pose.moved(points[-1]['dx'], points[-1]['dy'], 0.0)
+        if blocked and not errors.wrong_direction:
+            # Told its last way was blocked, the model looks again and sees what is in the
+            # way (even an obstacle it misjudged): it answers the way round.
+            self.counts['blocked_replan'] += 1
+            way = self._way_ahead(pose, self._route(world, goal, real=True).path(
+                pose.x, pose.y, self.reach))
+            if way:
+                return _answer(f'{prefix}{mark.name} {self._where(bearing)} {surface:.1f} m, '
+                               'the way ahead is blocked, going round', 'forward', way)
         if not errors.wrong_direction and not _passable(world, pose, (end.x, end.y)):
             # A wall corner in the way: the model steers round it, along the free way (a
             # left/right mix-up stays the mistake it is).
@@ -254,12 +264,13 @@ class Oracle:
         others.sort(key=lambda m: (m.kind != mark.kind, camera.distance_to(*m.position)))
         return others[0] if others else None
 
-    def _route(self, world: World, mark: Landmark) -> RouteField:
-        # The free space as the oracle sees it: obstacles it misjudges are not in it, and an
-        # obstacle that moved makes a new field.
-        key = (id(world), mark.name, world.layout_version)
+    def _route(self, world: World, mark: Landmark, real: bool = False) -> RouteField:
+        # The free space as the oracle sees it: obstacles it misjudges are not in it (unless
+        # ``real``: told it was blocked, it looks again), and an obstacle that moved makes a
+        # new field.
+        key = (id(world), mark.name, world.layout_version, real)
         if key not in self._routes:
-            self._routes[key] = RouteField(world, mark, oracle_view=True)
+            self._routes[key] = RouteField(world, mark, oracle_view=not real)
         return self._routes[key]
 
     def _search(self, world: World, pose: Pose, camera: Pose, mark: Landmark, prefix: str,
@@ -372,6 +383,14 @@ def _passable(world: World, pose: Pose, point: tuple[float, float]) -> bool:
     return all(world.clearance(pose.x + (point[0] - pose.x) * k / steps,
                                pose.y + (point[1] - pose.y) * k / steps, True) >= margin
                for k in range(1, steps + 1))
+
+
+def request_blocked(request: Any) -> bool:
+    """True when the request's text carries the note that the last way was blocked."""
+    from vln_ros.core.prompts import BLOCKED_NOTE
+
+    text = request.get('text') if isinstance(request, dict) else getattr(request, 'text', None)
+    return isinstance(text, str) and BLOCKED_NOTE in ' '.join(text.split())
 
 
 def request_history(request: Any) -> list[tuple[str, str]]:

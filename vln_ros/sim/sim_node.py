@@ -33,7 +33,13 @@ from std_msgs.msg import UInt32
 from vln_ros.core.geometry import quaternion_from_yaw
 from vln_ros.nodes.ros_common import SENSOR_QOS, declare, run_node, sec_to_stamp
 from vln_ros.sim.frame_tag import read_frame_tag, stamp_frame
-from vln_ros.sim.oracle import Oracle, make_oracle_policy, request_history, request_instruction
+from vln_ros.sim.oracle import (
+    Oracle,
+    make_oracle_policy,
+    request_blocked,
+    request_history,
+    request_instruction,
+)
 from vln_ros.sim.oracle_profiles import PROFILE_NAMES, profile_named
 from vln_ros.sim.range_sensor import ScanConfig, simulate_scan
 from vln_ros.sim.render import CameraRenderer
@@ -170,7 +176,7 @@ class SimNode(Node):
             return make_oracle_policy(self._oracle)(request)
         with self._lock:
             return self._oracle.answer(request_instruction(request), pose, self._world,
-                                       request_history(request))
+                                       request_history(request), request_blocked(request))
 
     def _on_cmd(self, msg) -> None:
         twist = msg.twist if isinstance(msg, TwistStamped) else msg
