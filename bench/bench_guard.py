@@ -132,14 +132,14 @@ def node_period_error(seconds: float) -> list[dict]:
         ticks = []
         ros.node.create_subscription(
             TwistStamped, 'cmd_vel', lambda m: ticks.append(
-                (stamp_to_sec(m.header.stamp), m.linear.x)), 50)
+                (stamp_to_sec(m.header.stamp), m.twist.linear.x)), 50)
         state_pub = ros.node.create_publisher(TaskState, 'vln/task_state', LATCHED_QOS)
         result_pub = ros.node.create_publisher(NavigationResult, 'vln/result', 10)
         odom_pub = ros.node.create_publisher(Odometry, 'odom', 10)
         scan_pub = ros.node.create_publisher(LaserScan, 'scan', SENSOR_QOS)
         for guarded in (False, True):
             procs = ProcessGroup(log_dir)
-            params = {'use_stamped_cmd_vel': True, 'result_timeout': 60.0,
+            params = {'use_stamped_cmd_vel': True, 'result_timeout': 25.0,
                       'schedule_speed': False, 'stuck_timeout': 0.0}
             if guarded:
                 params['collision.sources'] = ['scan']
