@@ -257,13 +257,16 @@ def render_topdown(world: World, trail: Iterable[Any] = (), size: int = 480,
     for x1, y1, x2, y2 in world.wall_segments:
         cv2.line(image, px(x1, y1), px(x2, y2), (40, 40, 40), 3, cv2.LINE_AA)
     target = sc.success.landmark.lower() if sc.success and sc.success.landmark else None
-    for mark in sc.landmarks:
-        if mark.is_round:
-            cv2.circle(image, px(*mark.position), max(2, int(0.5 * mark.size * scale)),
-                       mark.bgr, -1, cv2.LINE_AA)
+    def fill(shape) -> None:
+        if shape.is_round:
+            cv2.circle(image, px(*shape.position), max(2, int(0.5 * shape.size * scale)),
+                       shape.bgr, -1, cv2.LINE_AA)
         else:
-            poly = np.asarray([px(*p) for p in mark.corners()], np.int32)
-            cv2.fillPoly(image, [poly], mark.bgr, cv2.LINE_AA)
+            poly = np.asarray([px(*p) for p in shape.corners()], np.int32)
+            cv2.fillPoly(image, [poly], shape.bgr, cv2.LINE_AA)
+
+    for mark in sc.landmarks:
+        fill(mark)
         if target == mark.name.lower() and sc.success:
             cv2.circle(image, px(*mark.position),
                        int((sc.success.tolerance + 0.5 * mark.size) * scale), mark.bgr, 1,
@@ -275,12 +278,7 @@ def render_topdown(world: World, trail: Iterable[Any] = (), size: int = 480,
         cv2.putText(image, mark.name, (max(lx, 0), max(ly - 6, th)), cv2.FONT_HERSHEY_SIMPLEX,
                     0.4, (20, 20, 20), 1, cv2.LINE_AA)
     for shape in world.obstacle_shapes:  # unnamed: drawn, not labelled
-        if shape.is_round:
-            cv2.circle(image, px(*shape.position), max(2, int(0.5 * shape.size * scale)),
-                       shape.bgr, -1, cv2.LINE_AA)
-        else:
-            poly = np.asarray([px(*p) for p in shape.corners()], np.int32)
-            cv2.fillPoly(image, [poly], shape.bgr, cv2.LINE_AA)
+        fill(shape)
     points = _trail_points(trail)
     if len(points) > 1:
         poly = np.asarray([px(x, y) for x, y in points], np.int32)

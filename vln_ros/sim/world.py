@@ -104,9 +104,8 @@ class World:
         The oracle's view leaves out the obstacles it does not see (obstacles.py).
         """
         walls = self.scenario.all_walls()
-        shapes = self.solids()
-        unseen = {id(s) for s, o in zip(self.obstacle_shapes, self.scenario.obstacles,
-                                        strict=True) if not o.seen_by_oracle}
+        seen = [s for s, o in zip(self.obstacle_shapes, self.scenario.obstacles, strict=True)
+                if o.seen_by_oracle]
 
         def arrays(things):
             rect = [seg for m in things if not m.is_round for seg in m.segments()]
@@ -114,8 +113,8 @@ class World:
             return (np.asarray(walls + rect, dtype=float).reshape(-1, 4),
                     np.asarray(round_, dtype=float).reshape(-1, 3))
 
-        self._solid_segments, self._pillars = arrays(shapes)
-        self._oracle_solids = arrays([m for m in shapes if id(m) not in unseen])
+        self._solid_segments, self._pillars = arrays(self.solids())
+        self._oracle_solids = arrays(list(self.scenario.landmarks) + seen)
         self.layout_version += 1
 
     def solids(self) -> list[Landmark]:
