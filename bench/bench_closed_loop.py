@@ -42,10 +42,11 @@ def median(values):
     return round(statistics.median(values), 2) if values else None
 
 
-def _row(name, profile, runs, latency, overrides, world) -> dict:
+def _row(name, profile, runs, latency, overrides, world, guard) -> dict:
     """One scenario x profile row of the table."""
     return {
-        'scenario': name, 'profile': profile, 'world': world, 'runs': len(runs),
+        'scenario': name, 'profile': profile, 'world': world, 'guard': guard,
+        'runs': len(runs),
         'latency_s': list(latency), **({'perception': overrides} if overrides else {}),
         'success_rate': sum(r['success'] for r in runs) / len(runs),
         'time_to_goal_median_s': median(r['time_to_goal'] for r in runs),
@@ -80,6 +81,8 @@ def main():
                     help='override a perception node parameter (YAML value), e.g. '
                     'max_inflight=2; repeatable')
     ap.add_argument('--no-outage', action='store_true', help='skip the model outage run')
+    ap.add_argument('--no-guard', action='store_true',
+                    help='drive without the obstacle guard on the scan (for comparison)')
     args = ap.parse_args()
     overrides = {}
     for item in args.perception:
@@ -99,10 +102,12 @@ def main():
         for profile in profiles:
             runs = [run_scenario(name, out / f'{name}-{profile}-{seed}', latency, seed,
                                  write_media=False, quiet=True, perception_params=overrides,
-                                 profile=profile, realism=not args.ideal_world)
+                                 profile=profile, realism=not args.ideal_world,
+                                 guard=not args.no_guard)
                     for seed in seeds]
             table.append(_row(name, profile, runs, latency, overrides,
-                              'ideal' if args.ideal_world else 'realistic'))
+                              'ideal' if args.ideal_world else 'realistic',
+                              not args.no_guard))
             print(json.dumps(table[-1]), flush=True)
     if args.no_outage:
         (out / 'bench_closed_loop.json').write_text(json.dumps(table, indent=2))

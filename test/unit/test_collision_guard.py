@@ -108,6 +108,11 @@ def test_turn_in_place_needs_an_empty_circle():
     g = guard()
     assert g.check(0.0, 0.0, 0.5, wall_beside(0.3), DECEL).state == 'stop'
     assert g.check(0.0, 0.0, 0.5, wall_beside(0.6), DECEL).command == (0.0, 0.0, 0.5)
+    # Only the swept circle counts, not the stop margin around it: a robot that stopped
+    # next to a wall can still turn away from it.
+    just_out = g.footprint.radius + 0.5 * g.config.stop_margin
+    assert g.check(0.0, 0.0, 0.5, wall_beside(just_out), DECEL).state == 'clear'
+    assert g.check(0.0, 0.0, 0.5, wall_beside(g.footprint.radius - 0.01), DECEL).state == 'stop'
 
 
 def test_an_arc_into_a_side_obstacle_is_seen_by_the_simulation():

@@ -179,6 +179,53 @@ def test_a_turn_answer_turns_where_the_robot_stands_now():
     assert abs(normalize_angle(sim.pose.yaw - 0.5)) < 0.07
 
 
+def _search_turn(planner, sim, capture, arrival, sequence):
+    """Deliver a 'turn left' answer captured at ``capture``; drive it; return its goal yaw."""
+    turn = [wp(0.05, 0.0, 0.5, 0.6)]
+    path = planner.on_result(result(capture, turn, sequence=sequence), arrival)
+    assert path is not None and len(path) == 1
+    return path[0].yaw
+
+
+def test_a_search_turn_that_did_not_see_the_last_turn_turns_further():
+    # One request in flight: the next keyframe leaves when an answer arrives, before its
+    # turn is driven. Each such answer must add its 0.5 rad, not repeat the last goal.
+    planner = active_planner()
+    sim = Sim(planner, Pose2D(0.0, 0.0, 0.0), 0.0)
+    sim.run(1.0)
+    assert _search_turn(planner, sim, 0.5, sim.t, 1) == pytest.approx(0.5)
+    capture = sim.t  # this keyframe still faces 0 rad
+    sim.run(6.0)
+    assert abs(sim.pose.yaw - 0.5) < 0.05
+    assert _search_turn(planner, sim, capture, sim.t, 2) == pytest.approx(1.0, abs=0.01)
+    capture = sim.t  # faces 0.5 rad, short of the goal of 1.0 rad
+    sim.run(6.0)
+    assert _search_turn(planner, sim, capture, sim.t, 3) == pytest.approx(1.5, abs=0.02)
+    sim.run(6.0)
+    assert abs(sim.pose.yaw - 1.5) < 0.05
+
+
+def test_a_turn_answer_that_saw_the_last_turn_is_placed_at_its_capture():
+    planner = active_planner()
+    sim = Sim(planner, Pose2D(0.0, 0.0, 0.0), 0.0)
+    sim.run(1.0)
+    _search_turn(planner, sim, 0.5, sim.t, 1)
+    sim.run(6.0)
+    capture = sim.t  # after the turn to 0.5 rad was driven
+    sim.run(1.0)
+    assert _search_turn(planner, sim, capture, sim.t, 2) == pytest.approx(1.0, abs=0.05)
+    # A turn the other way is the model changing its mind: from its capture heading.
+    capture = sim.t
+    right = [wp(0.05, 0.0, -0.5, 0.6)]
+    path = planner.on_result(result(capture, right, sequence=3), sim.t + 0.1)
+    assert path[0].yaw == pytest.approx(sim.pose.yaw - 0.5, abs=0.02)
+    # A path in between ends the chain: the next turn counts from its own capture.
+    planner.on_result(result(sim.t, PATH, sequence=4), sim.t + 0.1)
+    capture = sim.t
+    assert _search_turn(planner, sim, capture, sim.t + 0.2, 5) == \
+        pytest.approx(sim.pose.yaw + 0.5, abs=0.02)
+
+
 def test_capture_stamp_without_pose_is_rejected():
     planner = active_planner()
     for i in range(100):

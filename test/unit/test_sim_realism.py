@@ -295,6 +295,13 @@ def test_landmark_in_view_in_front_outside_fov_and_behind_a_wall():
                                 HALF_FOV)
     assert not landmark_in_view(world, world.camera_pose(Pose(1.2, 1.0, math.pi / 2)), door,
                                 HALF_FOV)
+    # Close by, a box's near corner is in the image after its centre and width have left it.
+    near = world.scenario.landmark('yellow box')
+    # From here the box's centre is 59 degrees to the left and the ends of its width 52 and
+    # 63, but its near right corner is 32 degrees off: in the image.
+    assert landmark_in_view(world, world.camera_pose(Pose(2.6, 1.15, 0.25)), near, HALF_FOV)
+    assert not landmark_in_view(world, world.camera_pose(Pose(2.6, 1.15, -0.3)), near,
+                                HALF_FOV)
     # A narrower field of view loses an off-axis landmark.
     box = world.scenario.landmark('yellow box')
     assert landmark_in_view(world, start, box, HALF_FOV)

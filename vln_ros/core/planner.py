@@ -25,6 +25,7 @@ from vln_ros.core.collision.stuck import StuckDetector
 from vln_ros.core.geometry import Pose2D, integrate_twist
 from vln_ros.core.path_tracking import PathTracker, waypoints_to_odom
 from vln_ros.core.pose_history import DeadReckoner, PoseHistory
+from vln_ros.core.turn_chain import TurnChain
 from vln_ros.core.velocity_limits import Limits, VelocityLimiter
 
 __all__ = [
@@ -202,6 +203,7 @@ class Planner:
         self._inference_times: deque[float] = deque(maxlen=_TIMING_WINDOW)
         self._intervals: deque[float] = deque(maxlen=_TIMING_WINDOW)
         self._path: list[Pose2D] = []
+        self._turns = TurnChain()  # chains turn answers that did not see the last turn
         # (stamp, vx, vy, wz) of the commands sent lately, to predict the pose from odometry.
         self._sent: deque[tuple[float, float, float, float]] = deque(
             maxlen=_sent_length(cfg))
@@ -278,12 +280,18 @@ class Planner:
             # the robot stands, to the heading the answer gives.
             ahead = next((i for i, p in enumerate(self._path)
                           if p.relative_to(current).x > _PASSED), None)
-            if _is_turn_in_place(waypoints) or ahead is None:
+            if _is_turn_in_place(waypoints):
+                yaw = self._turns.goal_heading(anchor.yaw, self._path[-1].yaw)
+                self._path = [Pose2D(current.x, current.y, yaw)]
+                start = current
+            elif ahead is None:
                 self._path = [Pose2D(current.x, current.y, self._path[-1].yaw)]
                 start = current
             elif ahead > 0:
                 self._path = self._path[ahead:]
                 start = current
+        if not _is_turn_in_place(waypoints):
+            self._turns.clear()
         self._tracker.set_path(self._path, start=start)
         self._stuck.reset()
         self._hold_reason = None
@@ -378,7 +386,7 @@ class Planner:
                            cfg.min_speed, cfg.limits.max_linear_vel)
         track = self._tracker.compute(pose, speed)
         if track.finished:
-            self._drop_path('path_finished')
+            self._drop_path('path_finished', keep_turn=True)
             return self._ramp_down(dt, now, pose, 'path_finished', track.target)
         target = (track.vx, track.vy if cfg.holonomic else 0.0, track.wz)
         if self.guard is None:
@@ -476,8 +484,10 @@ class Planner:
         if self._error_streak >= self.config.error_streak_limit:
             self._drop_path('error_streak')
 
-    def _drop_path(self, reason: str) -> None:
+    def _drop_path(self, reason: str, keep_turn: bool = False) -> None:
         self._path = []
+        if not keep_turn:  # a turn driven to its end may still be chained onto
+            self._turns.clear()
         self._tracker.clear()
         self._hold_reason = reason
 

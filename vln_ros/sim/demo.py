@@ -21,6 +21,7 @@ import urllib.request
 import cv2
 import numpy as np
 
+from vln_ros.core.collision.footprint import circle_footprint
 from vln_ros.sim.evaluation import evaluate
 from vln_ros.sim.oracle_profiles import PROFILE_NAMES
 from vln_ros.sim.render import render_topdown
@@ -158,6 +159,13 @@ def _limit_violations(commands) -> int:
     return bad
 
 
+def _guard_params(scenario: Scenario) -> dict:
+    """Planner parameters of the obstacle guard on sim_node's scan (at the base, 0.3 m up)."""
+    return {'collision.sources': ['scan'],
+            'collision.footprint': circle_footprint(scenario.robot.radius),
+            'collision.scan.height': 0.3}
+
+
 def _wait_ready(procs: ProcessGroup, proc, name: str, params: dict) -> None:
     """Wait for a node's ready line; restart it once if it hangs at start-up."""
     for attempt in (1, 2):
@@ -176,12 +184,13 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
                  write_media: bool = True, quiet: bool = False, time_limit: float | None = None,
                  outage_at: float | None = None, perception_params: dict | None = None,
                  profile: str | None = None, realism: bool = True,
-                 planner_params: dict | None = None) -> dict:
+                 planner_params: dict | None = None, guard: bool = True) -> dict:
     """Run one scenario closed loop; return the summary dict (also written as summary.json).
 
     ``profile`` is the oracle profile (None: the scenario's); ``realism`` False runs the
-    scenario's ideal world (exact odometry, centred camera, one clock). perception_params and
-    planner_params override the nodes' parameters (for experiments).
+    scenario's ideal world (exact odometry, centred camera, one clock). ``guard`` runs the
+    planner's obstacle guard on the simulator's laser scan, with the robot's round footprint.
+    perception_params and planner_params override the nodes' parameters (for experiments).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_shm_zombies()
@@ -211,6 +220,7 @@ def run_scenario(scenario_name: str, out_dir: pathlib.Path, latency=(5.0, 8.0), 
             'planner_node': {**PLANNER_LIMITS, 'use_stamped_cmd_vel': True,
                              'result_timeout': max(12.0, 1.5 * latency[1]),
                              'expected_latency': (latency[0] + latency[1]) / 2,
+                             **(_guard_params(scenario) if guard else {}),
                              **(planner_params or {})},
         }
         started = {name: procs.start_node(name, params=params) for name, params in nodes.items()}
@@ -349,6 +359,8 @@ def main(argv=None) -> int:
                         help="oracle error profile (default: the scenario's)")
     parser.add_argument('--ideal-world', action='store_true',
                         help='exact odometry, a centred camera and one clock')
+    parser.add_argument('--no-guard', action='store_true',
+                        help='drive without the obstacle guard (for comparison)')
     args = parser.parse_args(argv)
     # A domain of its own, so a demo never drives someone else's robot or run on this host.
     reserve_domain_id()
@@ -357,7 +369,7 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     summary = run_scenario(args.scenario, out, tuple(args.latency), args.seed,
                            write_media=not args.no_media, profile=args.profile,
-                           realism=not args.ideal_world)
+                           realism=not args.ideal_world, guard=not args.no_guard)
     print(json.dumps({k: v for k, v in summary.items() if k != 'files'}, indent=2))
     print(f'[demo] {"SUCCESS" if summary["success"] else "FAILED"}: {summary["reason"]} '
           f'in {time.monotonic() - t0:.0f} s; wrote {", ".join(summary.get("files", []))} '

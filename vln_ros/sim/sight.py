@@ -39,11 +39,19 @@ def line_of_sight(world: World, a: tuple[float, float], b: tuple[float, float]) 
 
 
 def _sample_points(mark: Landmark) -> list[tuple[float, float]]:
-    """The centre and the ends of a landmark's width: what a camera may catch of it."""
+    """The centre and the outline of a landmark: what a camera may catch of it.
+
+    A door is its width; a box, seen from close by, shows a corner long after its centre
+    has left the image, so its corners count too (pulled in a little, as a sliver at the
+    image edge is not a sighting).
+    """
     cx, cy = mark.position
     c, s = math.cos(mark.yaw), math.sin(mark.yaw)
     half = 0.45 * mark.size
-    return [(cx, cy), (cx - s * half, cy + c * half), (cx + s * half, cy - c * half)]
+    points = [(cx, cy), (cx - s * half, cy + c * half), (cx + s * half, cy - c * half)]
+    if not mark.is_round and mark.kind != 'door':
+        points += [(cx + 0.9 * (x - cx), cy + 0.9 * (y - cy)) for x, y in mark.corners()]
+    return points
 
 
 def landmark_in_view(world: World, camera: Pose, mark: Landmark, half_fov: float) -> bool:

@@ -148,7 +148,9 @@ class CollisionGuard:
         """The stop rule: a turn with its circle occupied, or a move into the stop zone."""
         cfg = self.config
         if speed < _STILL_LINEAR:
-            radius = self.footprint.radius + cfg.stop_margin
+            # Only what the footprint can sweep blocks a turn: a stop margin here would pin
+            # a robot that stopped next to a wall, unable to turn away from it.
+            radius = self.footprint.radius
             inside = np.count_nonzero(np.hypot(points[:, 0], points[:, 1]) <= radius)
             return inside >= cfg.min_points
         near = distance <= cfg.stop_margin

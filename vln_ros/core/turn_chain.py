@@ -1,0 +1,49 @@
+"""Chain turn-in-place answers that the model gave before it could see the previous turn.
+
+A turn answer ("turn left": a few cm and 0.5 rad) is a heading relative to the keyframe's
+capture pose. With one request in flight, the next keyframe leaves the moment an answer
+arrives, before the robot has driven that answer's turn. Its answer is about the same view,
+so placed at its own capture pose it asks for the heading the robot is already turning to,
+and a search for a target behind the robot gains 0.5 rad every second answer. Such an
+answer means "still not in view, turn further": when the robot's heading at the capture
+fell short of the goal of the turn it was already doing, in the same direction, the new
+turn is counted from that goal instead. A capture taken after the turn was driven saw it,
+and its answer is placed at its capture pose as any other.
+"""
+
+from __future__ import annotations
+
+import math
+
+from vln_ros.core.geometry import normalize_angle
+
+__all__ = ['TurnChain']
+
+# A previous turn goal less than this (rad) ahead of the capture heading was seen.
+_SEEN = 0.05
+
+
+class TurnChain:
+    """The goal heading of the turn in place being driven, to chain the next one onto."""
+
+    def __init__(self) -> None:
+        self._goal: float | None = None
+
+    def clear(self) -> None:
+        """Forget the turn: a path, a stop or a new task came in between."""
+        self._goal = None
+
+    def goal_heading(self, capture_yaw: float, answer_yaw: float) -> float:
+        """Return the heading to turn to for a turn answer, and remember it.
+
+        ``capture_yaw`` is the odometry heading at the keyframe's capture stamp and
+        ``answer_yaw`` the answer's heading placed at that pose.
+        """
+        step = normalize_angle(answer_yaw - capture_yaw)
+        goal = answer_yaw
+        if self._goal is not None and step != 0.0:
+            unseen = normalize_angle(self._goal - capture_yaw)
+            if abs(unseen) > _SEEN and math.copysign(1.0, unseen) == math.copysign(1.0, step):
+                goal = normalize_angle(self._goal + step)
+        self._goal = goal
+        return goal
