@@ -108,3 +108,31 @@ def test_detour_is_not_needed_along_a_wall(y):
     planner = guard()
     verdict = planner.check(0.5, 0.0, 0.0, wall_beside(y), DECEL)
     assert verdict.state == 'clear'
+
+
+def test_the_way_field_goes_round_a_box_and_knows_a_room_wall_has_no_way_round():
+    from vln_ros.core.collision.way_field import WayField
+    box = np.array([[x, y] for x in np.arange(1.0, 1.3, 0.03)
+                    for y in np.arange(-0.25, 0.26, 0.03)])
+    field = WayField(box, (2.2, 0.0), 0.25)
+    straight = 2.2
+    assert field.start_cost() > straight + 0.1  # round the box, so longer than straight
+    assert field.start_cost() < straight + 1.0
+    assert field.cost(1.15, 0.0) == math.inf  # inside the grown box
+    # Beside the box is nearer the goal, along the way, than straight in front of it.
+    assert field.cost(0.9, 0.6) < field.cost(0.7, 0.0)
+    wall = np.array([[1.0, y] for y in np.arange(-3.0, 3.0, 0.02)])
+    assert WayField(wall, (2.0, 0.0), 0.25).start_cost() == math.inf
+    # With nothing in the way the field is the straight distance (8-neighbour steps).
+    empty = WayField(np.zeros((0, 2)), (1.5, 0.0), 0.25)
+    assert empty.start_cost() == pytest.approx(1.5, abs=0.11)
+
+
+def test_the_detour_goes_round_the_box_not_into_its_corner():
+    # Straight-line progress picks the arc that hugs the corner until the robot stands in
+    # it; progress along the way field keeps a way open past the box.
+    g = CollisionGuard(GuardConfig(footprint=BOX))
+    box = np.array([[x, y] for x in np.arange(0.8, 1.1, 0.03)
+                    for y in np.arange(-0.4, 0.1, 0.03)])
+    detour = choose_detour(g, box, (1.8, -0.1), 0.5, 0.8)
+    assert detour is not None and detour.wz > 0.0  # left, past the box's free side

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vln_ros.core.collision.footprint import Footprint, parse_footprint
-from vln_ros.core.collision.guard import CollisionGuard, GuardConfig
+from vln_ros.core.collision.guard import CollisionGuard, GuardConfig, supported
 from vln_ros.core.velocity_limits import Limits, VelocityLimiter
 
 # The node's default: 0.70 x 0.40 m around the base origin.
@@ -31,9 +31,10 @@ def guard(**overrides) -> CollisionGuard:
 
 def test_footprint_distance_inside_outside_and_corner():
     fp = Footprint(BOX)
-    pts = np.array([[0.0, 0.0], [0.45, 0.0], [0.0, -0.5], [0.45, 0.3]])
+    pts = np.array([[0.0, 0.0], [0.45, 0.0], [0.0, -0.5], [0.45, 0.3], [0.3, 0.0]])
     d = fp.distance(pts)
-    assert d[0] == 0.0
+    assert d[0] == pytest.approx(-0.2)  # inside: minus the way out, through the nearer side
+    assert d[4] == pytest.approx(-0.05)
     assert d[1] == pytest.approx(0.10)
     assert d[2] == pytest.approx(0.30)
     assert d[3] == pytest.approx(math.hypot(0.10, 0.10))  # the zones have rounded corners
@@ -76,8 +77,33 @@ def test_converging_on_a_wall_is_an_approach():
 
 
 def test_one_noisy_point_stops_nothing():
-    verdict = guard().check(0.4, 0.0, 0.0, np.array([[0.37, 0.0]]), DECEL)
-    assert verdict.state == 'clear'
+    lone = np.array([[0.37, 0.0]])
+    assert len(supported(lone, 2)) == 0
+    assert guard().check(0.4, 0.0, 0.0, supported(lone, 2), DECEL).state == 'clear'
+    # A surface keeps its points (each has neighbours), and a lone return far from it goes.
+    wall = np.vstack((wall_ahead(0.37), [[2.0, 2.0]]))
+    kept = supported(wall, 2)
+    assert len(kept) == len(wall) - 1 and [2.0, 2.0] not in kept.tolist()
+    assert guard().check(0.4, 0.0, 0.0, kept, DECEL).state == 'stop'
+
+
+def test_a_point_in_the_contact_band_may_not_come_closer():
+    # A box corner 2 cm off the front-right of the footprint, and a farther wall point that
+    # is the same (noisy) distance. Driving on with a slight left turn brings the corner
+    # closer but never below the nearest measured: the band rule still stops it.
+    g = guard()
+    corner = np.array([[0.37, -0.2], [0.372, -0.21]])
+    verdict = g.check(0.1, 0.0, 0.05, corner, DECEL)
+    assert verdict.state == 'stop'
+    # Leaving it is allowed.
+    assert g.check(-0.1, 0.0, 0.0, corner, DECEL).state != 'stop'
+
+
+def test_a_point_inside_the_footprint_cannot_be_pushed_deeper():
+    g = guard()
+    inside = np.array([[0.33, 0.0], [0.33, 0.01]])  # 2 cm inside the front face
+    assert g.check(0.1, 0.0, 0.0, inside, DECEL).state == 'stop'
+    assert g.check(-0.1, 0.0, 0.0, inside, DECEL).command == (-0.1, 0.0, 0.0)
 
 
 def test_slowdown_zone_scales_the_command_keeping_its_curvature():

@@ -17,8 +17,9 @@ def guarded_planner(sources=('scan',), timeout=0.5):
     return planner
 
 
-def wall_in_odom(x: float) -> np.ndarray:
-    ys = np.arange(-1.0, 1.0, 0.02)
+def wall_in_odom(x: float, half_length: float = 3.0) -> np.ndarray:
+    # A room's wall: longer than the detour's field, so there is no way round it.
+    ys = np.arange(-half_length, half_length, 0.02)
     return np.stack((np.full_like(ys, x), ys), axis=1)
 
 

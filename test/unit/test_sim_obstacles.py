@@ -106,3 +106,30 @@ def test_obstacle_scenarios_lead_the_oracle_through_an_obstacle_it_does_not_see(
     assert as_seen < straight
     # ... and a real way round it exists, a little longer.
     assert real is not None and real > as_seen + 0.05
+
+
+def test_told_it_was_blocked_against_an_unseen_box_the_oracle_turns_to_the_way_round():
+    # The robot stands with its front 5 cm from the box the model did not see. The free way
+    # round starts beside or behind it: the answer turns towards it rather than giving no
+    # way at all (which left the robot in front of the box, answer after answer).
+    from vln_ros.sim.oracle import Oracle
+    from vln_ros.sim.oracle_profiles import OracleProfile
+    sc = Scenario.load('box_in_the_way').ideal_world()
+    w = World(sc)
+    box = sc.obstacles[0].shape
+    pose = Pose(box.position[0] - box.size / 2 - sc.robot.radius - 0.05, box.position[1] - 0.2,
+                0.0)
+    oracle = Oracle(lambda: (w, pose), hfov_deg=sc.robot.camera.hfov,
+                    profile=OracleProfile('sight only, no errors', sight_only=True), seed=0)
+    plain = oracle.answer('go to the red door', pose, w, [], False)
+    told = oracle.answer('go to the red door', pose, w, [], True)
+    assert plain['action'] == 'forward'  # it does not see the box: straight on
+    assert 'blocked' in told['environment']
+    assert told['action'] in ('turn_left', 'turn_right', 'forward')
+    if told['action'] == 'forward':
+        # Any way it gives leads out of the box's shadow, not into the box.
+        end = pose.moved(told['waypoints'][-1]['dx'], told['waypoints'][-1]['dy'], 0.0)
+        assert w.clearance(end.x, end.y) > sc.robot.radius
+    else:
+        assert told['action'] == 'turn_right'  # the box sits left of the robot's centre
+    assert oracle.counts['blocked_replan'] == 1

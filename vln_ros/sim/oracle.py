@@ -226,11 +226,20 @@ class Oracle:
             # Told its last way was blocked, the model looks again and sees what is in the
             # way (even an obstacle it misjudged): it answers the way round.
             self.counts['blocked_replan'] += 1
-            way = self._way_ahead(pose, self._route(world, goal, real=True).path(
-                pose.x, pose.y, self.reach))
+            route = self._route(world, goal, real=True).path(pose.x, pose.y, self.reach + 0.4)
+            # Standing against the obstacle, the free way starts a step back or to the side:
+            # the model names where it goes, not the cell beside the robot.
+            route = [p for p in route if math.hypot(p[0] - pose.x, p[1] - pose.y) > 0.3]
+            way = self._way_ahead(pose, route)
+            note = f'{prefix}{mark.name} {self._where(bearing)} {surface:.1f} m, ' \
+                'the way ahead is blocked, going round'
             if way:
-                return _answer(f'{prefix}{mark.name} {self._where(bearing)} {surface:.1f} m, '
-                               'the way ahead is blocked, going round', 'forward', way)
+                return _answer(note, 'forward', way)
+            if route:  # the way round starts behind or beside the robot: turn to it first
+                fx, fy = pose.to_local(*route[0])
+                return self._turn(prefix, 'left' if fy > 0 else 'right',
+                                  f'{mark.name} {self._where(bearing)} {surface:.1f} m, the '
+                                  'way ahead is blocked, turning', 0.6)
         if not errors.wrong_direction and not _passable(world, pose, (end.x, end.y)):
             # A wall corner in the way: the model steers round it, along the free way (a
             # left/right mix-up stays the mistake it is).

@@ -3,7 +3,7 @@
 A small dynamic-window search: arcs (v, w) within the speed limits, each followed for a
 short length of way; an arc on which the footprint would enter the stop zone of a point it
 approaches (the guard's own rule) is out. The clear ones are scored by the progress they
-make towards the goal and the clearance they keep. The best arc with real progress is
+make along the free way to the goal (way_field.py) and the clearance they keep. The best arc with real progress is
 driven for one tick and the search runs again at the next, so the detour bends round the
 obstacle as the scan reveals it. No arc with
 progress means there is no way round from here: the caller stops and reports ``blocked``.
@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from vln_ros.core.collision.guard import CollisionGuard
+from vln_ros.core.collision.way_field import WayField
 
 __all__ = ['Detour', 'arc_is_clear', 'choose_detour', 'thin_points']
 
@@ -53,7 +54,13 @@ def choose_detour(guard: CollisionGuard, points: np.ndarray, goal: tuple[float, 
     points = np.asarray(points, dtype=float).reshape(-1, 2)
     length = min(length, max(math.hypot(*goal), 0.3))
     near, now_clear = _near(guard, points, length)
-    start = math.hypot(*goal)
+    near_now = guard.footprint.distance(near)
+    # Progress is measured along the free way round (way_field.py), not in a straight line.
+    inscribed = max(-float(guard.footprint.distance(np.zeros((1, 2)))[0]), 0.05)
+    field = WayField(points, goal, inscribed + guard.config.stop_margin)
+    start = field.start_cost()
+    if not math.isfinite(start):
+        return None  # no free way to the goal within the field: nothing to go round
     best: Detour | None = None
     best_score = -math.inf
     for fraction in _SPEEDS:
@@ -63,13 +70,14 @@ def choose_detour(guard: CollisionGuard, points: np.ndarray, goal: tuple[float, 
             w = float(turn) * max_angular
             clearance = _CLEARANCE_CAP
             if len(near):
-                closest = guard.distances_after(near, v, 0.0, w, times).min(axis=1)
-                hit = (closest <= guard.config.stop_margin) & (closest < now_clear - 1e-4)
-                if np.any(hit):
+                after = guard.distances_after(near, v, 0.0, w, times)
+                closest = after.min(axis=1)
+                if np.any((after <= guard.config.stop_margin)
+                          & guard.worse(after, near_now, now_clear)):
                     continue  # it would run into something: not a way round
                 clearance = min(_CLEARANCE_CAP, float(closest.min()))
             x, y = _arc_end(v, w, times[-1])
-            progress = start - math.hypot(goal[0] - x, goal[1] - y)
+            progress = start - field.cost(x, y)
             if progress < _MIN_PROGRESS:
                 continue
             score = progress + _CLEARANCE_WEIGHT * clearance + _SPEED_WEIGHT * fraction
@@ -90,18 +98,24 @@ def arc_is_clear(guard: CollisionGuard, points: np.ndarray, v: float, w: float,
     if not len(near):
         return True
     times = (length / v) * np.arange(1, samples + 1) / samples
-    closest = guard.distances_after(near, v, 0.0, w, times).min(axis=1)
+    after = guard.distances_after(near, v, 0.0, w, times)
     margin = guard.config.stop_margin if margin is None else margin
-    return not np.any((closest <= margin) & (closest < now_clear - 1e-4))
+    return not np.any((after <= margin)
+                      & guard.worse(after, guard.footprint.distance(near), now_clear))
 
 
 def thin_points(points: np.ndarray, cell: float = 0.05) -> np.ndarray:
-    """One point per ``cell``-sized square (m): a 720-beam scan shrinks to what matters."""
+    """One point per ``cell``-sized square (m): a 720-beam scan shrinks to what matters.
+
+    The point kept is the cell's nearest to the robot, so thinning never moves an obstacle
+    away from it.
+    """
     if len(points) < 2:
         return points
-    keys = np.floor(points / cell).astype(np.int64)
+    order = np.argsort(np.hypot(points[:, 0], points[:, 1]), kind='stable')
+    keys = np.floor(points[order] / cell).astype(np.int64)
     _, first = np.unique(keys, axis=0, return_index=True)
-    return points[np.sort(first)]
+    return points[order[np.sort(first)]]
 
 
 def _near(guard: CollisionGuard, points: np.ndarray, length: float):

@@ -71,7 +71,12 @@ class Footprint:
         return (np.count_nonzero(crossings, axis=1) % 2) == 1
 
     def distance(self, points: np.ndarray) -> np.ndarray:
-        """Return each point's distance (m) from the polygon: 0 inside, > 0 outside."""
+        """Return each point's signed distance (m) from the polygon's edge: < 0 inside.
+
+        Signed, so that a point already inside the footprint still tells deeper from
+        shallower: with 0 everywhere inside, a robot that got a corner into a box could
+        push on into it without any command looking worse.
+        """
         if len(points) == 0:
             return np.zeros(0)
         p = points[:, None, :]
@@ -82,5 +87,6 @@ class Footprint:
         nearest = a + t[:, :, None] * edge
         d = np.min(np.hypot(p[:, :, 0] - nearest[:, :, 0], p[:, :, 1] - nearest[:, :, 1]),
                    axis=1)
-        d[self.contains(points)] = 0.0
+        inside = self.contains(points)
+        d[inside] = -d[inside]
         return d

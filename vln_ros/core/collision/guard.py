@@ -12,7 +12,13 @@ walls and door frames on a 5-8 s model:
   footprint would come within ``stop_margin`` of a point it is approaching, the command is
   scaled to the speed from which the deceleration limit still stops short of it
   (v = sqrt(2 a d)), so the velocity limiter's ramp-down ends before the obstacle.
-A point counts once at least ``min_points`` of them agree, so one noisy beam stops nothing.
+Inside the stop zone, the closer half (the contact band, ``stop_margin / 2``) is held per
+point: no command may bring any point there closer. Without it, noise lets the clearance
+ratchet down: each tick allows what looks no worse than the nearest point measured now, and
+a measurement that comes out a little long lets the robot creep a little closer.
+Distances are signed (negative inside the footprint), so even a point that got inside
+cannot be pushed deeper. A point counts once at least ``min_points`` points lie within
+``SUPPORT_RADIUS`` of it (``supported``), so one noisy beam stops nothing.
 Every point is in the base frame at the time of the check (m, REP-103).
 """
 from __future__ import annotations
@@ -24,7 +30,8 @@ import numpy as np
 
 from vln_ros.core.collision.footprint import Footprint
 
-__all__ = ['GUARD_STATES', 'CollisionGuard', 'GuardConfig', 'GuardVerdict']
+__all__ = ['GUARD_STATES', 'SUPPORT_RADIUS', 'CollisionGuard', 'GuardConfig', 'GuardVerdict',
+           'supported']
 
 # 'clear': unchanged; 'slowdown' / 'approach': scaled; 'stop': obstacle in the stop zone;
 # 'stale': a configured source is older than its timeout (blind: zero); 'detour': the
@@ -40,6 +47,11 @@ _STILL_ANGULAR = 1e-4
 _CLOSER = 1e-4
 # How far ahead (s) the stop zone looks to tell an approached point from one left behind.
 _PROBE_S = 0.1
+# The contact band is this fraction of the stop zone (about 2.5 sigma of a 1 cm scanner at
+# the default 5 cm).
+_CONTACT_FRACTION = 0.5
+# Points within this distance (m) of each other support each other (supported()).
+SUPPORT_RADIUS = 0.1
 
 
 @dataclass
@@ -120,8 +132,7 @@ class CollisionGuard:
 
         scale, state = 1.0, 'clear'
         zone = distance <= cfg.slowdown_margin
-        if np.count_nonzero(self._approached(points, distance, zone, vx, vy, wz)) \
-                >= cfg.min_points:
+        if np.any(self._approached(points, distance, zone, vx, vy, wz)):
             scale, state = cfg.slowdown_ratio, 'slowdown'
         ttc = self._time_to_collision(points, distance, vx, vy, wz, speed)
         if ttc is not None:
@@ -151,21 +162,25 @@ class CollisionGuard:
             # Only what the footprint can sweep blocks a turn: a stop margin here would pin
             # a robot that stopped next to a wall, unable to turn away from it.
             radius = self.footprint.radius
-            inside = np.count_nonzero(np.hypot(points[:, 0], points[:, 1]) <= radius)
-            return inside >= cfg.min_points
+            return bool(np.any(np.hypot(points[:, 0], points[:, 1]) <= radius))
         near = distance <= cfg.stop_margin
-        return np.count_nonzero(self._approached(points, distance, near, vx, vy, wz)) \
-            >= cfg.min_points
+        return bool(np.any(self._approached(points, distance, near, vx, vy, wz)))
 
     def _approached(self, points: np.ndarray, distance: np.ndarray, mask: np.ndarray,
                     vx: float, vy: float, wz: float) -> np.ndarray:
-        """Return which masked points a short step brings closer than the nearest is now."""
+        """Return which masked points a short step brings too close (see ``worse``)."""
         out = np.zeros(len(points), dtype=bool)
-        if np.count_nonzero(mask) < self.config.min_points:
+        if not np.any(mask):
             return out
         probe = self.distances_after(points[mask], vx, vy, wz, np.array([_PROBE_S]))[0]
-        out[mask] = probe < np.min(distance) - _CLOSER
+        out[mask] = self.worse(probe, distance[mask], float(np.min(distance)))
         return out
+
+    def worse(self, after: np.ndarray, now: np.ndarray, nearest: float) -> np.ndarray:
+        """Which points a move makes worse: closer than the nearest point is now, or closer
+        than they are now inside the contact band (``after`` may be T x N over ``now``, N)."""
+        band = _CONTACT_FRACTION * self.config.stop_margin
+        return (after < nearest - _CLOSER) | ((after < band) & (after < now - _CLOSER))
 
     def _time_to_collision(self, points: np.ndarray, distance: np.ndarray, vx: float,
                            vy: float, wz: float, speed: float) -> float | None:
@@ -180,8 +195,8 @@ class CollisionGuard:
         if not np.any(keep):
             return None
         d = self.distances_after(points[keep], vx, vy, wz, self._times)
-        contact = (d <= cfg.stop_margin) & (d < np.min(distance) - _CLOSER)
-        hits = np.count_nonzero(contact, axis=1) >= cfg.min_points
+        contact = (d <= cfg.stop_margin) & self.worse(d, distance[keep], float(np.min(distance)))
+        hits = np.any(contact, axis=1)
         if not np.any(hits):
             return None
         k = int(np.argmax(hits))
@@ -205,3 +220,26 @@ class CollisionGuard:
                           -s[:, None] * dx + c[:, None] * dy), axis=2)
         flat = self.footprint.distance(local.reshape(-1, 2))
         return flat.reshape(len(times), len(points))
+
+
+def supported(points: np.ndarray, min_points: int, radius: float = SUPPORT_RADIUS) -> np.ndarray:
+    """Keep the points with at least ``min_points`` points (themselves included) nearby.
+
+    Nearby: in the same or a neighbouring ``radius``-sized grid cell, so within about
+    2 ``radius``. A real surface gives neighbours; a lone noisy return has none.
+    """
+    points = np.asarray(points, dtype=float).reshape(-1, 2)
+    if min_points <= 1 or len(points) == 0:
+        return points
+    keys = np.floor(points / radius).astype(np.int64)
+    keys -= keys.min(axis=0)
+    width = int(keys[:, 1].max()) + 3
+    codes = (keys[:, 0] + 1) * width + keys[:, 1] + 1
+    cells, counts = np.unique(codes, return_counts=True)
+    total = np.zeros(len(points), dtype=np.int64)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            neighbour = codes + dx * width + dy
+            i = np.clip(np.searchsorted(cells, neighbour), 0, len(cells) - 1)
+            total += np.where(cells[i] == neighbour, counts[i], 0)
+    return points[total >= min_points]

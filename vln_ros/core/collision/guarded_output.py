@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from vln_ros.core.collision.detour import Detour, arc_is_clear, choose_detour, thin_points
-from vln_ros.core.collision.guard import CollisionGuard, GuardVerdict
+from vln_ros.core.collision.guard import CollisionGuard, GuardVerdict, supported
 from vln_ros.core.collision.obstacle_memory import ObstacleMemory
 from vln_ros.core.geometry import Pose2D
 from vln_ros.core.velocity_limits import VelocityLimiter
@@ -49,10 +49,12 @@ class GuardedOutput:
         """Take a source's points (N x 2, base frame at ``stamp``; ``pose``: odometry then).
 
         Thinned to one point per 5 cm cell once here, not at every tick: a depth image gives
-        thousands of points, and the rules need only where obstacles are.
+        thousands of points, and the rules need only where obstacles are. Lone points (noise)
+        are dropped here too (guard.supported).
         """
-        self.memory.update(source, thin_points(np.asarray(points, dtype=float).reshape(-1, 2)),
-                           stamp, now, pose)
+        points = thin_points(np.asarray(points, dtype=float).reshape(-1, 2))
+        self.memory.update(source, supported(points, self.guard.config.min_points), stamp, now,
+                           pose)
 
     def tracking(self, target: Twist3, limiter: VelocityLimiter, dt: float, now: float,
                  pose: Pose2D | None,
