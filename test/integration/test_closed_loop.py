@@ -33,3 +33,15 @@ def test_model_outage_stops_the_robot_within_the_watchdog(tmp_path):
     assert stop is not None and stop < 12.0 + 1.0 + 0.5, summary
     assert summary['error_results'] >= 3
     assert summary['limit_violations'] == 0
+
+
+def test_walking_into_a_wall_stops_short_with_the_guard_and_hits_it_without(tmp_path):
+    # The model answers 'forward' whatever it sees: only the obstacle guard, on sim_node's
+    # scan, keeps the robot off the wall. The run without it shows the test can fail.
+    guarded = run_scenario('wall_ahead', tmp_path / 'guarded', latency=(1.0, 2.0), quiet=True,
+                           write_media=False, time_limit=25.0)
+    assert guarded['success'], guarded
+    assert guarded['collisions'] == 0 and guarded['limit_violations'] == 0
+    blind = run_scenario('wall_ahead', tmp_path / 'blind', latency=(1.0, 2.0), quiet=True,
+                         write_media=False, time_limit=25.0, guard=False)
+    assert blind['collisions'] > 0, blind

@@ -55,6 +55,9 @@ _BACK = re.compile(r'\b(?:go|move|walk)\s+back(?:wards?)?\b|\bback\s+up\b|后退
 _HISTORY_LINE = re.compile(r'^\s*\d+\.\s*saw:\s*(?P<saw>.*);\s*action:\s*(?P<action>\S+)\s*$')
 NOT_IN_VIEW = 'not in view'
 SEARCH_AHEAD = 1.5  # m along the free path to an unseen target: the cue a scene gives
+# An answer that says this names an obstacle it had missed; it is remembered this many answers.
+BLOCKED_WORDS = 'the way ahead is blocked'
+REMEMBER_BLOCKED = 3
 SEARCH_REACH = 1.0  # m travelled per answer while searching (as far as a go-to answer)
 
 
@@ -222,7 +225,10 @@ class Oracle:
             bearing = -bearing
         points = self._path(world, goal, pose, bearing, surface)
         end = pose.moved(points[-1]['dx'], points[-1]['dy'], 0.0)
-        if blocked and not errors.wrong_direction:
+        # Once it has looked again, the model keeps the obstacle in mind for a few answers
+        # (they are in its prompt's history), instead of leading the robot back into it.
+        noticed = blocked or any(BLOCKED_WORDS in env for env, _ in history[-REMEMBER_BLOCKED:])
+        if noticed and not errors.wrong_direction:
             # Told its last way was blocked, the model looks again and sees what is in the
             # way (even an obstacle it misjudged): it answers the way round.
             self.counts['blocked_replan'] += 1
@@ -232,14 +238,14 @@ class Oracle:
             route = [p for p in route if math.hypot(p[0] - pose.x, p[1] - pose.y) > 0.3]
             way = self._way_ahead(pose, route)
             note = f'{prefix}{mark.name} {self._where(bearing)} {surface:.1f} m, ' \
-                'the way ahead is blocked, going round'
+                f'{BLOCKED_WORDS}, going round'
             if way:
                 return _answer(note, 'forward', way)
             if route:  # the way round starts behind or beside the robot: turn to it first
                 fx, fy = pose.to_local(*route[0])
                 return self._turn(prefix, 'left' if fy > 0 else 'right',
-                                  f'{mark.name} {self._where(bearing)} {surface:.1f} m, the '
-                                  'way ahead is blocked, turning', 0.6)
+                                  f'{mark.name} {self._where(bearing)} {surface:.1f} m, '
+                                  f'{BLOCKED_WORDS}, turning', 0.6)
         if not errors.wrong_direction and not _passable(world, pose, (end.x, end.y)):
             # A wall corner in the way: the model steers round it, along the free way (a
             # left/right mix-up stays the mistake it is).
@@ -279,7 +285,11 @@ class Oracle:
         # new field.
         key = (id(world), mark.name, world.layout_version, real)
         if key not in self._routes:
-            self._routes[key] = RouteField(world, mark, oracle_view=not real)
+            # Looking again at what blocked it, the model plans the way round from where the
+            # robot stands, close to the obstacle: a narrower berth than its usual one.
+            keep_off = world.scenario.robot.radius + 0.1 if real else None
+            self._routes[key] = RouteField(world, mark, keep_off=keep_off,
+                                           oracle_view=not real)
         return self._routes[key]
 
     def _search(self, world: World, pose: Pose, camera: Pose, mark: Landmark, prefix: str,
