@@ -271,6 +271,7 @@ class Planner:
 
         self._path = waypoints_to_odom(anchor, waypoints)
         start = anchor
+        turn = _is_turn_in_place(waypoints)
         current = self._current_pose(now)
         if current is not None:
             # The answer is about a pose seconds old, and the robot has moved on since.
@@ -280,7 +281,7 @@ class Planner:
             # the robot stands, to the heading the answer gives.
             ahead = next((i for i, p in enumerate(self._path)
                           if p.relative_to(current).x > _PASSED), None)
-            if _is_turn_in_place(waypoints):
+            if turn:
                 yaw = self._turns.goal_heading(anchor.yaw, self._path[-1].yaw)
                 self._path = [Pose2D(current.x, current.y, yaw)]
                 start = current
@@ -290,7 +291,7 @@ class Planner:
             elif ahead > 0:
                 self._path = self._path[ahead:]
                 start = current
-        if not _is_turn_in_place(waypoints):
+        if not turn:
             self._turns.clear()
         self._tracker.set_path(self._path, start=start)
         self._stuck.reset()
