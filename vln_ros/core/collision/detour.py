@@ -3,9 +3,9 @@
 A small dynamic-window search: arcs (v, w) within the speed limits, each followed for a
 short length of way; an arc on which the footprint would enter the stop zone of a point it
 approaches (the guard's own rule) is out. The clear ones are scored by the progress they
-make along the free way to the goal (way_field.py) and the clearance they keep. The best arc with real progress is
-driven for one tick and the search runs again at the next, so the detour bends round the
-obstacle as the scan reveals it. No arc with
+make along the free way to the goal (way_field.py) and the clearance they keep. The best
+arc with real progress is driven for one tick and the search runs again at the next, so the
+detour bends round the obstacle as the scan reveals it. No arc with
 progress means there is no way round from here: the caller stops and reports ``blocked``.
 """
 from __future__ import annotations

@@ -177,8 +177,11 @@ class CollisionGuard:
         return out
 
     def worse(self, after: np.ndarray, now: np.ndarray, nearest: float) -> np.ndarray:
-        """Which points a move makes worse: closer than the nearest point is now, or closer
-        than they are now inside the contact band (``after`` may be T x N over ``now``, N)."""
+        """Return which points a move makes worse (``after`` may be T x N over ``now``, N).
+
+        Worse: closer than the nearest point is now, or, inside the contact band, closer
+        than the point itself is now.
+        """
         band = _CONTACT_FRACTION * self.config.stop_margin
         return (after < nearest - _CLOSER) | ((after < band) & (after < now - _CLOSER))
 

@@ -92,8 +92,11 @@ class WayField:
         return float(self.cost_grid[i, j])
 
     def start_cost(self) -> float:
-        """The way's length from the robot, from the nearest free cell when it stands in a
-        grown obstacle (the growth is generous, and a detour starts close to one)."""
+        """Return the way's length from the robot.
+
+        From the nearest free cell when the robot stands in a grown obstacle: the growth is
+        generous, and a detour starts close to one.
+        """
         i, j = self._index(0.0, 0.0)
         best = float(self.cost_grid[i, j])
         if math.isfinite(best):
