@@ -72,8 +72,7 @@ def choose_detour(guard: CollisionGuard, points: np.ndarray, goal: tuple[float, 
             if len(near):
                 after = guard.distances_after(near, v, 0.0, w, times)
                 closest = after.min(axis=1)
-                if np.any((after <= guard.config.stop_margin)
-                          & guard.worse(after, near_now, now_clear)):
+                if np.any(guard.contact(after, near_now, now_clear)):
                     continue  # it would run into something: not a way round
                 clearance = min(_CLEARANCE_CAP, float(closest.min()))
             x, y = _arc_end(v, w, times[-1])
@@ -99,9 +98,7 @@ def arc_is_clear(guard: CollisionGuard, points: np.ndarray, v: float, w: float,
         return True
     times = (length / v) * np.arange(1, samples + 1) / samples
     after = guard.distances_after(near, v, 0.0, w, times)
-    margin = guard.config.stop_margin if margin is None else margin
-    return not np.any((after <= margin)
-                      & guard.worse(after, guard.footprint.distance(near), now_clear))
+    return not np.any(guard.contact(after, guard.footprint.distance(near), now_clear, margin))
 
 
 def thin_points(points: np.ndarray, cell: float = 0.05) -> np.ndarray:

@@ -185,6 +185,15 @@ class CollisionGuard:
         band = _CONTACT_FRACTION * self.config.stop_margin
         return (after < nearest - _CLOSER) | ((after < band) & (after < now - _CLOSER))
 
+    def contact(self, after: np.ndarray, now: np.ndarray, nearest: float,
+                margin: float | None = None) -> np.ndarray:
+        """Return where a move reaches a point.
+
+        Reaches: within ``margin`` (default: the stop zone) and worse than now (``worse``).
+        """
+        margin = self.config.stop_margin if margin is None else margin
+        return (after <= margin) & self.worse(after, now, nearest)
+
     def _time_to_collision(self, points: np.ndarray, distance: np.ndarray, vx: float,
                            vy: float, wz: float, speed: float) -> float | None:
         """Return the last safe time (s) along the command, None when nothing is reached.
@@ -198,8 +207,7 @@ class CollisionGuard:
         if not np.any(keep):
             return None
         d = self.distances_after(points[keep], vx, vy, wz, self._times)
-        contact = (d <= cfg.stop_margin) & self.worse(d, distance[keep], float(np.min(distance)))
-        hits = np.any(contact, axis=1)
+        hits = np.any(self.contact(d, distance[keep], float(np.min(distance))), axis=1)
         if not np.any(hits):
             return None
         k = int(np.argmax(hits))
