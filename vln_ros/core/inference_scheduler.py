@@ -59,9 +59,10 @@ class InferenceScheduler:
         self._next_id = 0
         self._queued: Job | None = None
         self._active_task: str | None = None
+        self._held = False
         self._counts = dict.fromkeys(
             ('submitted', 'refused', 'started', 'completed', 'failed', 'dropped', 'cancelled',
-             'refreshed'), 0)
+             'refreshed', 'held'), 0)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -143,6 +144,7 @@ class InferenceScheduler:
         """Accept jobs of ``task_id`` only; cancel the running and queued jobs of others."""
         with self._done_lock, self._lock:
             self._active_task = task_id
+            self._held = False  # a hold belongs to the old task's last answer
             if self._queued is not None and self._queued.task_id != task_id:
                 self._queued = None
                 self._counts['cancelled'] += 1
@@ -159,7 +161,7 @@ class InferenceScheduler:
                 self._counts['refused'] += 1
                 return False
             self._counts['submitted'] += 1
-            if len(self._running) >= self._max_inflight:
+            if self._held or len(self._running) >= self._max_inflight:
                 if self._queued is not None:
                     self._counts['dropped'] += 1
                 self._queued = job
@@ -167,6 +169,30 @@ class InferenceScheduler:
             job_id = self._reserve(job)
         loop.call_soon_threadsafe(self._start, job_id)
         return True
+
+    def hold(self) -> None:
+        """Start no job until ``release`` (or a task switch); running jobs go on."""
+        with self._lock:
+            if not self._held:
+                self._held = True
+                self._counts['held'] += 1
+
+    def release(self) -> None:
+        """End a hold: the waiting job, if any, starts when a slot is free."""
+        with self._lock:
+            if not self._held:
+                return
+            self._held = False
+            loop = self._loop
+            next_id = self._take_queued() \
+                if loop is not None and len(self._running) < self._max_inflight else None
+        if next_id is not None:
+            loop.call_soon_threadsafe(self._start, next_id)
+
+    @property
+    def held(self) -> bool:
+        """True while a hold keeps the waiting job from starting."""
+        return self._held
 
     def refresh_queued(self, job: Job) -> bool:
         """Swap the waiting job for a newer one of the same task; False when none waits.
@@ -218,7 +244,9 @@ class InferenceScheduler:
             self._start(next_id)
 
     def _take_queued(self) -> int | None:
-        """Move the queued job into a running slot (caller holds the lock)."""
+        """Move the queued job into a running slot, unless held (caller holds the lock)."""
+        if self._held:
+            return None
         job, self._queued = self._queued, None
         return self._reserve(job) if job is not None else None
 
@@ -248,11 +276,13 @@ class InferenceScheduler:
                     cancelled = True  # finished just as the task switched: never deliver
                 self._counts['cancelled' if cancelled else
                              'failed' if error is not None else 'completed'] += 1
-                next_id = self._take_queued()
-            if next_id is not None:
-                self._start(next_id)
+            # on_done first: it may hold the next job (the answer is about to move the robot).
             if not cancelled:
                 try:
                     self._on_done(job, result, error)
                 except Exception:  # noqa: BLE001 - a callback bug must not kill the loop
                     _LOG.exception('on_done failed for job %s/%d', job.task_id, job.sequence)
+            with self._lock:
+                next_id = self._take_queued()
+            if next_id is not None:
+                self._start(next_id)

@@ -25,7 +25,7 @@ from vln_ros.core.collision.stuck import StuckDetector
 from vln_ros.core.geometry import Pose2D, integrate_twist
 from vln_ros.core.path_tracking import PathTracker, waypoints_to_odom
 from vln_ros.core.pose_history import DeadReckoner, PoseHistory
-from vln_ros.core.turn_chain import TurnChain
+from vln_ros.core.turn_chain import TurnChain, is_turn_in_place
 from vln_ros.core.velocity_limits import Limits, VelocityLimiter
 
 __all__ = [
@@ -64,8 +64,6 @@ _TIMING_WINDOW = 10
 _DX_RANGE = (0.0, 1.0)
 _DY_RANGE = (-1.0, 1.0)
 _DTHETA_RANGE = (-0.5, 0.5)
-# Waypoints no further than this (m) from the capture spot are a turn in place.
-_TURN_STEP = 0.1
 # A waypoint less than this (m) ahead of the robot's current pose is passed.
 _PASSED = 0.05
 
@@ -271,7 +269,7 @@ class Planner:
 
         self._path = waypoints_to_odom(anchor, waypoints)
         start = anchor
-        turn = _is_turn_in_place(waypoints)
+        turn = is_turn_in_place(waypoints)
         current = self._current_pose(now)
         if current is not None:
             # The answer is about a pose seconds old, and the robot has moved on since.
@@ -574,12 +572,6 @@ def _is_stop(waypoints: Sequence) -> bool:
     """Return True for the stop answer: a single waypoint that does not move."""
     return len(waypoints) == 1 and waypoints[0].dx == 0.0 and waypoints[0].dy == 0.0 \
         and waypoints[0].dtheta == 0.0
-
-
-def _is_turn_in_place(waypoints: Sequence) -> bool:
-    """Return True for a turn answer: every waypoint within _TURN_STEP of the capture spot."""
-    return all(math.hypot(w.dx, w.dy) <= _TURN_STEP for w in waypoints) and \
-        any(w.dtheta != 0.0 for w in waypoints)
 
 
 def _clamp(value: float, low: float, high: float) -> float:

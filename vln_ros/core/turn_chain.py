@@ -17,10 +17,22 @@ import math
 
 from vln_ros.core.geometry import normalize_angle
 
-__all__ = ['TurnChain']
+__all__ = ['TURN_STEP', 'TurnChain', 'is_turn_in_place']
 
 # A previous turn goal less than this (rad) ahead of the capture heading was seen.
 _SEEN = 0.05
+# Waypoints no further than this (m) from the capture spot are a turn in place.
+TURN_STEP = 0.1
+
+
+def is_turn_in_place(waypoints) -> bool:
+    """Return True for a turn answer: every waypoint within TURN_STEP of the capture spot.
+
+    One rule for the planner (which turns such an answer where the robot stands) and for
+    perception (which holds the next keyframe while that turn is driven).
+    """
+    return bool(waypoints) and all(math.hypot(w.dx, w.dy) <= TURN_STEP for w in waypoints) \
+        and any(w.dtheta != 0.0 for w in waypoints)
 
 
 class TurnChain:

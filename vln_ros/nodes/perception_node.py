@@ -35,6 +35,8 @@ from vln_ros.core.planner import result_velocity
 from vln_ros.core.prompts import BLOCKED_NOTE, build_messages
 from vln_ros.core.statuses import answer_status, result_code, result_name
 from vln_ros.core.task_records import task_setting
+from vln_ros.core.turn_chain import is_turn_in_place
+from vln_ros.core.turn_hold import TurnHold
 from vln_ros.core.vlm_client import VlmClient, VlmConfig, VlmError
 from vln_ros.nodes.camera_mount_source import CameraMountSource
 from vln_ros.nodes.parameters import LiveParameters, declare_all
@@ -119,13 +121,15 @@ class PerceptionNode(Node):
 
         self._lock = threading.Lock()
         self._task: _Task | None = None
+        self._turn_hold = TurnHold(values['turn_hold'])  # under _lock
         self._sampler = KeyframeSampler(self._default_threshold,
                                         values['keyframe_min_interval'],
                                         values['keyframe_max_interval'])
         self._latency = RollingStats(200)
         self._ingest = RollingStats(300)
         self._counts = dict.fromkeys(('frames', 'frames_no_task', 'bad_frames', 'keyframes',
-                                      'results', 'errors', 'stale_discarded'), 0)
+                                      'results', 'errors', 'stale_discarded',
+                                      'turn_holds'), 0)
         self._outcomes: deque = deque(maxlen=200)  # (monotonic time, was an error) per result
         self._warned: set[str] = set()
         self._last_error = ''
@@ -195,6 +199,7 @@ class PerceptionNode(Node):
                 self._limits = limits
                 self._input_warn_after = values['input_warn_after']
                 self._window = values['diagnostics_window']
+                self._turn_hold.limit = values['turn_hold']
             self._mount.configure(mount, values['camera.use_tf'], values['camera.base_height'],
                                   values['base_frame'])
             if new_client:
@@ -215,6 +220,10 @@ class PerceptionNode(Node):
 
     def _on_command_state(self, msg: String) -> None:
         task_id, reason = parse_command_state(msg.data)
+        with self._lock:
+            released = self._turn_hold.on_command_state(reason)
+        if released:
+            self._scheduler.release()  # the turn is over: the next keyframe sees its end
         if reason != 'blocked':
             return
         with self._lock:
@@ -234,6 +243,7 @@ class PerceptionNode(Node):
                 self._sampler.threshold = min(1.0, task_setting(threshold,
                                                                 self._default_threshold))
                 self._sampler.reset()
+                self._turn_hold.clear()
                 self._task = _Task(
                     task_id=msg.task_id, instruction=msg.instruction,
                     output_fps=task_setting(msg.config.output_fps, self._default_fps),
@@ -285,6 +295,7 @@ class PerceptionNode(Node):
         with self._lock:
             if self._task is not task:
                 return  # switched while converting
+            expired = self._turn_hold.expired(time.monotonic())
             decision = self._sampler.update(img, stamp_to_sec(header.stamp))
             task.frames += 1
             note = ''
@@ -295,6 +306,8 @@ class PerceptionNode(Node):
             job = Job(task.task_id, task.sequence, stamp_to_sec(header.stamp), _Payload(
                 img, task.instruction, tuple(task.history), header, task.frames,
                 task.keyframes, note))
+        if expired:
+            self._scheduler.release()  # no word of the turn's end: send what we have
         if decision.is_keyframe:
             self._counts['keyframes'] += 1
             self._scheduler.submit(job)
@@ -346,6 +359,12 @@ class PerceptionNode(Node):
                 task.history.append((parsed.environment, parsed.action))
             self._result_pub.publish(msg)
             visualize = task.visualize
+            hold = msg.status in (NavigationResult.STATUS_OK, NavigationResult.STATUS_FALLBACK) \
+                and is_turn_in_place(msg.waypoints) and self._turn_hold.start(time.monotonic())
+        if hold:
+            # The robot is about to turn: the next keyframe leaves when the turn is over.
+            self._scheduler.hold()
+            self._counts['turn_holds'] += 1
         self._counts['results'] += 1
         failed = msg.status == NavigationResult.STATUS_VLM_ERROR
         self._outcomes.append((time.monotonic(), failed))
