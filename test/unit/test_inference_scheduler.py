@@ -284,3 +284,61 @@ def test_run_sync_runs_on_the_scheduler_loop(make):
 def test_max_inflight_is_validated():
     with pytest.raises(ValueError):
         InferenceScheduler(Recorder().run, Recorder().on_done, max_inflight=0)
+
+
+def test_a_hold_from_on_done_keeps_the_waiting_job_until_released(make):
+    # Perception holds from on_done when the answer is a turn: the job that waited during
+    # the request must not leave before the turn is driven, and must leave refreshed.
+    rec = Recorder()
+    holds = []
+
+    def on_done(job, result, error):
+        rec.on_done(job, result, error)
+        if job.sequence == 1:
+            sched.hold()
+            holds.append(sched.held)
+    sched = InferenceScheduler(rec.run, on_done)
+    sched.start()
+    try:
+        sched.set_active_task('t1')
+        sched.submit(job(1))
+        assert wait_for(lambda: rec.started == [1])
+        sched.submit(job(2))  # waits for job 1
+        rec.finish(1)
+        assert wait_for(lambda: rec.done)
+        time.sleep(0.05)
+        assert holds == [True] and rec.started == [1]  # held: job 2 did not start
+        sched.submit(job(3))  # a new keyframe while held waits too, replacing job 2
+        assert sched.refresh_queued(job(4))
+        time.sleep(0.05)
+        assert rec.started == [1] and sched.stats()['queued'] == 1
+        sched.release()
+        assert wait_for(lambda: rec.started == [1, 4])
+        assert not sched.held and sched.stats()['held'] == 1
+    finally:
+        sched.stop()
+
+
+def test_a_held_scheduler_starts_a_new_job_only_on_release(make):
+    rec = Recorder()
+    sched = make(rec)
+    sched.hold()
+    assert sched.submit(job(1))
+    time.sleep(0.05)
+    assert rec.started == []
+    sched.release()
+    assert wait_for(lambda: rec.started == [1])
+    sched.release()  # releasing twice is harmless
+    sched.submit(job(2))
+    time.sleep(0.05)
+    assert rec.started == [1]  # one in flight: job 2 waits as usual
+
+
+def test_a_task_switch_ends_a_hold(make):
+    rec = Recorder()
+    sched = make(rec)
+    sched.hold()
+    sched.set_active_task('t2')
+    assert not sched.held
+    sched.submit(job(1, task='t2'))
+    assert wait_for(lambda: rec.started == [1])

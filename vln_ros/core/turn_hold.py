@@ -20,35 +20,35 @@ class TurnHold:
     """When the hold after a turn answer ends; ``limit`` 0 turns holding off."""
 
     def __init__(self, limit: float) -> None:
-        self.limit = float(limit)
-        self._until: float | None = None
+        self.limit = float(limit)  # live: a new limit applies to a hold under way too
+        self._since: float | None = None
 
     @property
     def held(self) -> bool:
         """True from a turn answer until the turn is reported over or the limit passed."""
-        return self._until is not None
+        return self._since is not None
 
     def start(self, now: float) -> bool:
         """A turn answer was published at ``now``; True when that starts a hold."""
         if self.limit <= 0.0:
             return False
-        self._until = now + self.limit
+        self._since = now
         return True
 
     def on_command_state(self, reason: str) -> bool:
         """The planner's command reason changed; True when that ends the hold."""
-        if self._until is None or reason == 'tracking':
+        if self._since is None or reason == 'tracking':
             return False
-        self._until = None
+        self._since = None
         return True
 
     def expired(self, now: float) -> bool:
         """True (once) when the hold ran out at ``now`` without the turn reported over."""
-        if self._until is None or now < self._until:
+        if self._since is None or now < self._since + self.limit:
             return False
-        self._until = None
+        self._since = None
         return True
 
     def clear(self) -> None:
         """Forget the hold (a task switch)."""
-        self._until = None
+        self._since = None

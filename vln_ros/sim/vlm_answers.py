@@ -76,6 +76,8 @@ _PLANS = {
     # dx is 0..1 in the contract, so 'back' carries no reverse waypoint: the action says it.
     'back': [waypoint(0.0, 0.0, 0.0, 0.80)],
     'stop': [waypoint(0.0, 0.0, 0.0, 0.95)],
+    # A search turns in place: a heading, no way ahead (answered as turn_left).
+    'search': [waypoint(0.0, 0.0, 0.50, 0.80)],
 }
 _UNSURE_PLAN = [waypoint(0.20, 0.0, 0.0, 0.50), waypoint(0.40, 0.0, 0.0, 0.45)]
 
@@ -86,6 +88,7 @@ _KEYWORDS = (
     ('turn_left', ('left', '左')),
     ('turn_right', ('right', '右')),
     ('forward', ('forward', 'forwards', 'ahead', 'straight', '前进')),
+    ('search', ('search', 'look around', '寻找')),
 )
 _KEYWORD_PATTERNS = tuple(
     (action, re.compile('|'.join(
@@ -109,10 +112,12 @@ def keyword_policy(req: AnswerRequest) -> dict:
     """Answer the contract JSON from the first action keyword of the instruction.
 
     forward/前进 -> forward with 3 waypoints, left/左 -> turn_left, right/右 -> turn_right,
-    stop/停 -> stop, back/后退 -> back; no keyword -> forward with low confidence.
+    stop/停 -> stop, back/后退 -> back, search/寻找 -> turn_left in place; no keyword ->
+    forward with low confidence.
     """
     action = keyword_action(req.instruction)
     plan = _PLANS[action] if action else _UNSURE_PLAN
+    action = 'turn_left' if action == 'search' else action
     return {'environment': ENVIRONMENT_TEXT, 'action': action or 'forward',
             'waypoints': [dict(w) for w in plan]}
 
