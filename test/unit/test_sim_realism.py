@@ -586,3 +586,25 @@ def test_next_to_the_target_a_search_turns_to_where_it_was_last_seen():
         history = [(f'room, green box 30 deg {side} 0.9 m', 'forward')]
         answer = oracle.answer('find the green box', pose, world, history)
         assert answer['action'] == f'turn_{side}' and NOT_IN_VIEW in answer['environment']
+
+
+def test_next_to_the_target_a_search_turns_back_not_to_and_fro():
+    # corridor_door, realistic seed 7 on the real nodes (code of d24bf3b): at the door, a
+    # missed detection turned the robot away from it, and from then on each search answer
+    # took its side from the way's cue beside the robot: right, left, right, ... until the
+    # time ran out 0.601 m from the door.
+    world = World(Scenario.load('corridor_door'))
+    door = world.scenario.landmark('red door')
+    for yaw, side in ((-1.3, 'left'), (1.3, 'right')):
+        pose = Pose(4.85, 1.0, yaw)                       # 0.6 m from the door, facing away
+        assert not landmark_in_view(world, world.camera_pose(pose), door, HALF_FOV)
+        oracle = Oracle(lambda: (world, pose), profile=SIGHT_ONLY)
+        other = 'right' if side == 'left' else 'left'
+        history = [('corridor, arrived at the red door, 0.5 m', 'stop'),
+                   (f'corridor, red door {NOT_IN_VIEW}, turning {other}', f'turn_{other}')]
+        answer = oracle.answer('go to the red door', pose, world, history)
+        assert answer['action'] == f'turn_{side}', (yaw, answer)
+        # Long after it was last seen, a search next to it keeps its side.
+        history = [(f'corridor, red door {NOT_IN_VIEW}, turning {other}', f'turn_{other}')] * 4
+        answer = oracle.answer('go to the red door', pose, world, history)
+        assert answer['action'] == f'turn_{other}', (yaw, answer)

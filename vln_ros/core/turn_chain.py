@@ -17,7 +17,7 @@ import math
 
 from vln_ros.core.geometry import normalize_angle
 
-__all__ = ['TURN_STEP', 'TurnChain', 'is_turn_in_place']
+__all__ = ['TURN_STEP', 'TurnChain', 'is_turn_in_place', 'turn_direction']
 
 # A previous turn goal less than this (rad) ahead of the capture heading was seen.
 _SEEN = 0.05
@@ -33,6 +33,13 @@ def is_turn_in_place(waypoints) -> bool:
     """
     return bool(waypoints) and all(math.hypot(w.dx, w.dy) <= TURN_STEP for w in waypoints) \
         and any(w.dtheta != 0.0 for w in waypoints)
+
+
+def turn_direction(waypoints) -> int:
+    """+1 for a turn answer to the left, -1 to the right, 0 for any other answer."""
+    if not is_turn_in_place(waypoints):
+        return 0
+    return 1 if max(waypoints, key=lambda w: abs(w.dtheta)).dtheta > 0.0 else -1
 
 
 class TurnChain:

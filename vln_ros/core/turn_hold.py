@@ -10,6 +10,12 @@ therefore holds the next request until the planner reports that the turn is over
 command state leaves 'tracking': the turn finished, or a stop came) or ``limit`` seconds
 have passed, whichever comes first. The hold costs about the time of the turn, a second
 for 0.5 rad at the default limits.
+
+A search sweep is the exception: a turn answer that follows a turn the same way does not
+hold. Each look of a sweep shows mostly new ground, and the planner chains a turn whose
+frame was taken before the last turn was driven (core/turn_chain.py), so the sweep goes on
+at one step per answer instead of one step per answer plus a turn. The first turn of a
+sweep, and a turn that reverses the last one (a correction beside the goal), hold.
 """
 from __future__ import annotations
 
@@ -22,15 +28,21 @@ class TurnHold:
     def __init__(self, limit: float) -> None:
         self.limit = float(limit)  # live: a new limit applies to a hold under way too
         self._since: float | None = None
+        self._last_turn = 0  # direction of the last answer's turn in place (0: none)
 
     @property
     def held(self) -> bool:
         """True from a turn answer until the turn is reported over or the limit passed."""
         return self._since is not None
 
-    def start(self, now: float) -> bool:
-        """A turn answer was published at ``now``; True when that starts a hold."""
-        if self.limit <= 0.0:
+    def on_answer(self, now: float, turn: int) -> bool:
+        """An answer was published at ``now``; True when that starts a hold.
+
+        ``turn`` is its turn in place: +1 left, -1 right, 0 for any other answer.
+        """
+        sweep = turn != 0 and turn == self._last_turn
+        self._last_turn = turn
+        if turn == 0 or sweep or self.limit <= 0.0:
             return False
         self._since = now
         return True
@@ -50,5 +62,5 @@ class TurnHold:
         return True
 
     def clear(self) -> None:
-        """Forget the hold (a task switch)."""
-        self._since = None
+        """Forget the hold and the last turn (a task switch)."""
+        self._since, self._last_turn = None, 0

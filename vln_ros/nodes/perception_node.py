@@ -35,7 +35,7 @@ from vln_ros.core.planner import result_velocity
 from vln_ros.core.prompts import BLOCKED_NOTE, build_messages
 from vln_ros.core.statuses import answer_status, result_code, result_name
 from vln_ros.core.task_records import task_setting
-from vln_ros.core.turn_chain import is_turn_in_place
+from vln_ros.core.turn_chain import turn_direction
 from vln_ros.core.turn_hold import TurnHold
 from vln_ros.core.vlm_client import VlmClient, VlmConfig, VlmError
 from vln_ros.nodes.camera_mount_source import CameraMountSource
@@ -359,8 +359,9 @@ class PerceptionNode(Node):
                 task.history.append((parsed.environment, parsed.action))
             self._result_pub.publish(msg)
             visualize = task.visualize
-            hold = msg.status in (NavigationResult.STATUS_OK, NavigationResult.STATUS_FALLBACK) \
-                and is_turn_in_place(msg.waypoints) and self._turn_hold.start(time.monotonic())
+            usable = msg.status in (NavigationResult.STATUS_OK, NavigationResult.STATUS_FALLBACK)
+            hold = self._turn_hold.on_answer(
+                time.monotonic(), turn_direction(msg.waypoints) if usable else 0)
         if hold:
             # The robot is about to turn: the next keyframe leaves when the turn is over.
             self._scheduler.hold()

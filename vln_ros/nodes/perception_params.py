@@ -53,9 +53,9 @@ SPECS = VLM_SPECS + CAMERA_SPECS + (
               '(s)', 0.0, 60.0),
     ParamSpec('keyframe_max_interval', 10.0, 'A keyframe at least this often, changed or not '
               '(s)', 0.1, 600.0),
-    ParamSpec('turn_hold', 3.0, 'After a turn-in-place answer, send the next keyframe once '
-              'the planner has finished the turn, waiting at most this long (s); 0: no hold',
-              0.0, 30.0),
+    ParamSpec('turn_hold', 3.0, 'After a turn-in-place answer (other than a second turn the '
+              'same way: a sweep), send the next keyframe once the planner has finished the '
+              'turn, waiting at most this long (s); 0: no hold', 0.0, 30.0),
     ParamSpec('output_fps', 2.0, 'Rate (Hz) the linear_vel / angular_vel result fields assume, '
               'for tasks that set none', 0.01, 30.0),
     ParamSpec('image_long_side', 640, 'Long side of the JPEG sent to the model (px)', 64, 4096),

@@ -4,8 +4,9 @@ A development tool, not a figure of record. It steps simulated time as fast as t
 allows: 5-8 s of model latency cost nothing, so a scenario that takes two minutes on the
 real stack runs in seconds. That makes it easy to try a change of the planner or the guard
 on many seeds first. What it leaves out: DDS, the model server's protocol and format faults,
-perception's keyframe choice (a request goes out as soon as the previous answer is in), the
-camera's clock and delay, and the task node (arrival is two confident "stop" answers in a
+perception's keyframe choice (a request goes out as soon as the previous answer is in, or
+after a turn answer once the turn is driven, as perception's turn_hold does), the camera's
+clock and delay, and the task node (arrival is two confident "stop" answers in a
 row, as the task node's default rule). The closed-loop figures of record come from
 bench/bench_closed_loop.py on the real nodes.
 
@@ -28,6 +29,8 @@ from vln_ros.core.collision.obstacle_memory import ObstacleMemory
 from vln_ros.core.collision.sensor_points import SensorPose, scan_to_points, to_base_plane
 from vln_ros.core.geometry import Pose2D
 from vln_ros.core.planner import Planner, PlannerConfig, PlannerResult
+from vln_ros.core.turn_chain import turn_direction
+from vln_ros.core.turn_hold import TurnHold
 from vln_ros.core.velocity_limits import Limits
 from vln_ros.sim.evaluation import evaluate
 from vln_ros.sim.oracle import Oracle
@@ -43,7 +46,8 @@ COMPLETION_CONFIDENCE, COMPLETION_COUNT = 0.7, 2  # the task node's defaults
 
 
 def run(name: str, seed: int = 0, profile: str | None = None, guard: bool = True,
-        latency: tuple[float, float] = (5.0, 8.0), time_limit: float | None = None) -> dict:
+        latency: tuple[float, float] = (5.0, 8.0), time_limit: float | None = None,
+        turn_hold: float = 3.0) -> dict:
     """Run one scenario; return the evaluation's summary plus what the loop saw."""
     scenario = Scenario.load(name)
     world = World(scenario, seed=seed)
@@ -68,6 +72,7 @@ def run(name: str, seed: int = 0, profile: str | None = None, guard: bool = True
     stops, done, next_scan, blocked = 0, False, 0.0, False
     trajectory, commands, events, reasons = [], [], [], {}
     collisions = 0
+    hold = TurnHold(turn_hold)
     while world.time < limit and not done:
         t = world.time
         while schedule and schedule[0].at <= t:
@@ -75,6 +80,7 @@ def run(name: str, seed: int = 0, profile: str | None = None, guard: bool = True
             task += 1
             planner.set_active_task(f't{task}')
             pending, history, stops = None, [], 0
+            hold.clear()
         odom = world.odometry()
         planner.on_odometry(t, Pose2D(odom.x, odom.y, odom.yaw))
         if guard and t >= next_scan:
@@ -85,7 +91,7 @@ def run(name: str, seed: int = 0, profile: str | None = None, guard: bool = True
                                                scan_cfg.range_max),
                                 SensorPose.planar(0.0, 0.0, 0.3), 0.05, 1.0)
             planner.on_obstacles('scan', pts, t, t)
-        if instruction is not None and pending is None:
+        if instruction is not None and pending is None and not hold.held:
             # One request in flight; its answer is about the pose at this capture.
             # The next request says so when the planner gave up a blocked attempt.
             answer = oracle.answer(instruction, world.ground_truth(), world, history, blocked)
@@ -99,6 +105,8 @@ def run(name: str, seed: int = 0, profile: str | None = None, guard: bool = True
                 status = 'stop' if answer['action'] == 'stop' else 'ok'
                 planner.on_result(PlannerResult(captured, f't{task}', len(history), status,
                                                 waypoints, t - captured), t)
+                # The next request leaves once a turn is driven (perception's turn_hold).
+                hold.on_answer(t, turn_direction(waypoints) if status == 'ok' else 0)
                 confident = status == 'stop' and \
                     waypoints[0].confidence >= COMPLETION_CONFIDENCE
                 stops = stops + 1 if confident else 0
@@ -107,6 +115,8 @@ def run(name: str, seed: int = 0, profile: str | None = None, guard: bool = True
         cmd = planner.step(t)
         reasons[cmd.reason] = reasons.get(cmd.reason, 0) + 1
         blocked = blocked or cmd.reason == 'blocked'
+        hold.on_command_state(cmd.reason)
+        hold.expired(t)
         world.step(cmd.vx, cmd.vy, cmd.wz, DT)
         truth = world.ground_truth()
         trajectory.append((world.time, truth.x, truth.y, truth.yaw))
@@ -134,9 +144,11 @@ def main(argv=None) -> int:
     ap.add_argument('--seeds', type=int, default=3)
     ap.add_argument('--profile', default=None)
     ap.add_argument('--guard', action='store_true', help='the obstacle guard on the scan')
+    ap.add_argument('--turn-hold', type=float, default=3.0,
+                    help="perception's turn_hold (s); 0: the next request leaves at once")
     args = ap.parse_args(argv)
     for seed in range(args.seeds):
-        s = run(args.scenario, seed, args.profile, args.guard)
+        s = run(args.scenario, seed, args.profile, args.guard, turn_hold=args.turn_hold)
         print(json.dumps({k: s[k] for k in ('scenario', 'seed', 'profile', 'guard', 'success',
                                             'reason', 'collisions', 'time_to_goal',
                                             'reasons')}), flush=True)

@@ -58,6 +58,8 @@ SEARCH_AHEAD = 1.5  # m along the free path to an unseen target: the cue a scene
 # An answer that says this names an obstacle it had missed; it is remembered this many answers.
 BLOCKED_WORDS = 'the way ahead is blocked'
 REMEMBER_BLOCKED = 3
+# Answers back that the model still knows where it saw the target, standing next to it.
+REMEMBER_SEEN = 3
 SEARCH_REACH = 1.0  # m travelled per answer while searching (as far as a go-to answer)
 
 
@@ -324,6 +326,13 @@ class Oracle:
         seen_side = _last_seen_side(history, mark.name)
         if math.hypot(bx, by) < 0.2 and seen_side:
             side = seen_side  # next to it (the way ends here): turn to where it was last seen
+        elif math.hypot(bx, by) < 0.2 and _seen_lately(history, mark.name):
+            # Next to it and it was in the last few images: the model knows it turned away
+            # from it, and turns back, not to and fro (the cue beside the robot says nothing).
+            tx, ty = pose.to_local(*mark.position)
+            side = 'left' if (ty > 0) != errors.wrong_direction else 'right'
+        elif math.hypot(bx, by) < 0.2 and _last_search_side(history):
+            side = _last_search_side(history)  # a search under way goes on round, one way
         elif abs(side_bearing) <= math.pi / 2:  # to the robot's side: the image edge shows it
             side = 'left' if side_bearing > 0 else 'right'
         else:
@@ -429,6 +438,11 @@ def _last_seen_side(history: Sequence[tuple[str, str]], name: str) -> str | None
         return None
     match = re.search(rf'{re.escape(name)} \d+ deg (left|right)', history[-1][0])
     return match[1] if match else None
+
+
+def _seen_lately(history: Sequence[tuple[str, str]], name: str) -> bool:
+    """True when one of the last REMEMBER_SEEN answers saw ``name`` (or arrived at it)."""
+    return any(name in env and NOT_IN_VIEW not in env for env, _ in history[-REMEMBER_SEEN:])
 
 
 def _last_search_side(history: Sequence[tuple[str, str]]) -> str | None:
