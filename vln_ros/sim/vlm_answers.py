@@ -88,7 +88,7 @@ _KEYWORDS = (
     ('turn_left', ('left', '左')),
     ('turn_right', ('right', '右')),
     ('forward', ('forward', 'forwards', 'ahead', 'straight', '前进')),
-    ('search', ('search', 'look around', '寻找')),
+    ('search', ('search', '寻找')),
 )
 _KEYWORD_PATTERNS = tuple(
     (action, re.compile('|'.join(
