@@ -324,20 +324,21 @@ class Oracle:
         bx, by = pose.to_local(*cue)
         side_bearing = -math.atan2(by, bx) if errors.wrong_direction else math.atan2(by, bx)
         seen_side = _last_seen_side(history, mark.name)
-        if math.hypot(bx, by) < 0.2 and seen_side:
-            side = seen_side  # next to it (the way ends here): turn to where it was last seen
-        elif math.hypot(bx, by) < 0.2 and _seen_lately(history, mark.name):
+        search_side = _last_search_side(history)
+        beside = math.hypot(bx, by) < 0.2  # the way ends here: the target is next to the robot
+        if beside and seen_side:
+            side = seen_side  # turn to where it was last seen
+        elif beside and _seen_lately(history, mark.name):
             # Next to it and it was in the last few images: the model knows it turned away
             # from it, and turns back, not to and fro (the cue beside the robot says nothing).
             tx, ty = pose.to_local(*mark.position)
             side = 'left' if (ty > 0) != errors.wrong_direction else 'right'
-        elif math.hypot(bx, by) < 0.2 and _last_search_side(history):
-            side = _last_search_side(history)  # a search under way goes on round, one way
+        elif beside and search_side:
+            side = search_side  # a search under way goes on round, one way
         elif abs(side_bearing) <= math.pi / 2:  # to the robot's side: the image edge shows it
             side = 'left' if side_bearing > 0 else 'right'
         else:
-            side = seen_side or _last_search_side(history) or \
-                ('left' if errors.coin else 'right')
+            side = seen_side or search_side or ('left' if errors.coin else 'right')
         return self._turn(prefix, side, f'{what}, turning', 0.6)
 
     @staticmethod

@@ -99,7 +99,11 @@ ENVIRONMENT_TEXT = 'a corridor seen by the test server'
 
 
 def keyword_action(instruction: str) -> str | None:
-    """Return the action whose keyword comes first in the instruction, or None."""
+    """Return the plan whose keyword comes first in the instruction, or None.
+
+    A plan is an answer action, except 'search', which keyword_policy answers as a
+    turn_left in place.
+    """
     best: tuple[int, int, str] | None = None
     for rank, (action, pattern) in enumerate(_KEYWORD_PATTERNS):
         match = pattern.search(instruction)
