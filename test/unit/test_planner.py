@@ -190,7 +190,7 @@ def _search_turn(planner, sim, capture, arrival, sequence):
 def test_a_search_turn_that_did_not_see_the_last_turn_turns_further():
     # One request in flight: the next keyframe leaves when an answer arrives, before its
     # turn is driven. Each such answer must add its 0.5 rad, not repeat the last goal.
-    planner = active_planner()
+    planner = active_planner(sweep_step=0.0)
     sim = Sim(planner, Pose2D(0.0, 0.0, 0.0), 0.0)
     sim.run(1.0)
     assert _search_turn(planner, sim, 0.5, sim.t, 1) == pytest.approx(0.5)
@@ -206,7 +206,7 @@ def test_a_search_turn_that_did_not_see_the_last_turn_turns_further():
 
 
 def test_a_turn_answer_that_saw_the_last_turn_is_placed_at_its_capture():
-    planner = active_planner()
+    planner = active_planner(sweep_step=0.0)
     sim = Sim(planner, Pose2D(0.0, 0.0, 0.0), 0.0)
     sim.run(1.0)
     _search_turn(planner, sim, 0.5, sim.t, 1)
@@ -224,6 +224,37 @@ def test_a_turn_answer_that_saw_the_last_turn_is_placed_at_its_capture():
     capture = sim.t
     assert _search_turn(planner, sim, capture, sim.t + 0.2, 5) == \
         pytest.approx(sim.pose.yaw + 0.5, abs=0.02)
+
+
+def _turned(goal, yaw, step):
+    """True when the turn goal ``goal`` lies ``step`` rad from ``yaw`` (within 0.02 rad)."""
+    return abs(normalize_angle(goal - yaw - step)) < 0.02
+
+
+def test_a_search_sweep_turns_at_least_sweep_step_per_answer():
+    # The first turn is the answer's 0.5 rad; every turn after it the same way is a sweep
+    # and turns 0.9 rad, chained or seen; a turn back, or one after a path, is the answer's.
+    planner = active_planner(sweep_step=0.9)
+    sim = Sim(planner, Pose2D(0.0, 0.0, 0.0), 0.0)
+    sim.run(1.0)
+    assert _search_turn(planner, sim, 0.5, sim.t, 1) == pytest.approx(0.5)
+    capture = sim.t  # still faces 0 rad: the chain counts from the goal of 0.5 rad
+    sim.run(6.0)
+    assert _search_turn(planner, sim, capture, sim.t, 2) == pytest.approx(1.4, abs=0.01)
+    sim.run(6.0)
+    assert abs(sim.pose.yaw - 1.4) < 0.05
+    capture = sim.t  # saw the turn: counted from the capture heading
+    assert _turned(_search_turn(planner, sim, capture, sim.t + 0.1, 3), sim.pose.yaw, 0.9)
+    sim.run(6.0)
+    right = [wp(0.05, 0.0, -0.5, 0.6)]
+    path = planner.on_result(result(sim.t, right, sequence=4), sim.t + 0.1)
+    assert _turned(path[0].yaw, sim.pose.yaw, -0.5)  # a turn back
+    planner.on_result(result(sim.t, PATH, sequence=5), sim.t + 0.1)
+    assert _turned(_search_turn(planner, sim, sim.t, sim.t + 0.2, 6), sim.pose.yaw, 0.5)
+    # Live: sweep_step 0 gives the answer's step again.
+    planner.reconfigure(PlannerConfig(sweep_step=0.0))
+    sim.run(6.0)
+    assert _turned(_search_turn(planner, sim, sim.t, sim.t + 0.1, 7), sim.pose.yaw, 0.5)
 
 
 def test_capture_stamp_without_pose_is_rejected():

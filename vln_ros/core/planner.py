@@ -96,6 +96,9 @@ class PlannerConfig:
     history_length: float = 30.0
     # Asked to move this long (s) with no progress in odometry: blocked (0: never).
     stuck_timeout: float = 3.0
+    # A turn answer after a turn the same way (a search sweep) turns at least this far
+    # (rad; 0: as far as the answer says). Keep it below the camera's horizontal FOV.
+    sweep_step: float = 0.9
 
     def __post_init__(self) -> None:
         if not 10.0 <= self.rate_hz <= 100.0:
@@ -118,6 +121,8 @@ class PlannerConfig:
                 raise ValueError(f'{name} must be > 0, got {value!r}')
         if not (math.isfinite(self.stuck_timeout) and self.stuck_timeout >= 0.0):
             raise ValueError(f'stuck_timeout must be >= 0 s, got {self.stuck_timeout!r}')
+        if not (math.isfinite(self.sweep_step) and 0.0 <= self.sweep_step <= math.pi):
+            raise ValueError(f'sweep_step must be within 0..pi rad, got {self.sweep_step!r}')
         if not (math.isfinite(self.max_extrapolation) and self.max_extrapolation >= 0.0):
             raise ValueError(f'max_extrapolation must be >= 0 s, got {self.max_extrapolation!r}')
         if not isinstance(self.limits, Limits):
@@ -201,7 +206,7 @@ class Planner:
         self._inference_times: deque[float] = deque(maxlen=_TIMING_WINDOW)
         self._intervals: deque[float] = deque(maxlen=_TIMING_WINDOW)
         self._path: list[Pose2D] = []
-        self._turns = TurnChain()  # chains turn answers that did not see the last turn
+        self._turns = TurnChain(cfg.sweep_step)  # chains turns that did not see the last one
         # (stamp, vx, vy, wz) of the commands sent lately, to predict the pose from odometry.
         self._sent: deque[tuple[float, float, float, float]] = deque(
             maxlen=_sent_length(cfg))
@@ -311,6 +316,7 @@ class Planner:
             raise ValueError(f'{", ".join(fixed)} cannot change at run time (restart the node)')
         self.config = config
         self._stuck.timeout = config.stuck_timeout or 1.0
+        self._turns.sweep_step = config.sweep_step
         self._history.max_extrapolation = config.max_extrapolation
         self._limiter.limits = config.limits
         tracker = self._tracker

@@ -9,6 +9,13 @@ answer means "still not in view, turn further": when the robot's heading at the 
 fell short of the goal of the turn it was already doing, in the same direction, the new
 turn is counted from that goal instead. A capture taken after the turn was driven saw it,
 and its answer is placed at its capture pose as any other.
+
+A turn answer after a turn the same way is a search sweep: the model still does not see
+the target. Each answer costs 5-8 s, and a model's "turn left" step (0.5 rad) is much
+smaller than the camera's field of view, so a sweep to a target behind the robot takes 7-9
+answers. A sweep step is therefore at least ``sweep_step``: captures then lie a sweep step
+apart, and while that is less than the camera's horizontal field of view, no part of the
+sweep goes unseen.
 """
 
 from __future__ import annotations
@@ -45,12 +52,15 @@ def turn_direction(waypoints) -> int:
 class TurnChain:
     """The goal heading of the turn in place being driven, to chain the next one onto."""
 
-    def __init__(self) -> None:
+    def __init__(self, sweep_step: float = 0.0) -> None:
         self._goal: float | None = None
+        self._direction = 0.0  # +1 left, -1 right: the way the last turn went
+        self.sweep_step = sweep_step  # rad, the least step of a sweep (0: the answer's)
 
     def clear(self) -> None:
         """Forget the turn: a path, a stop or a new task came in between."""
         self._goal = None
+        self._direction = 0.0
 
     def goal_heading(self, capture_yaw: float, answer_yaw: float) -> float:
         """Return the heading to turn to for a turn answer, and remember it.
@@ -61,8 +71,13 @@ class TurnChain:
         step = normalize_angle(answer_yaw - capture_yaw)
         goal = answer_yaw
         if self._goal is not None and step != 0.0:
+            if self._direction == math.copysign(1.0, step):  # a sweep
+                step = math.copysign(max(abs(step), self.sweep_step), step)
+                goal = normalize_angle(capture_yaw + step)
             unseen = normalize_angle(self._goal - capture_yaw)
             if abs(unseen) > _SEEN and math.copysign(1.0, unseen) == math.copysign(1.0, step):
                 goal = normalize_angle(self._goal + step)
         self._goal = goal
+        if step != 0.0:
+            self._direction = math.copysign(1.0, step)
         return goal

@@ -47,6 +47,9 @@ CONFIG_SPECS = LIMIT_SPECS + (
               'odometry history and still be placed with its nearest pose', 0.0, 2.0),
     ParamSpec('stuck_timeout', 3.0, 'Asked to move this long (s) while odometry shows no '
               'progress: stop and report blocked (0: never)', 0.0, 60.0),
+    ParamSpec('sweep_step', 0.9, 'A turn answer after a turn the same way (a search sweep) '
+              'turns at least this far (rad; 0: as the answer says); keep it below the '
+              "camera's horizontal field of view", 0.0, 3.14159),
     ParamSpec('history_length', 30.0, 'Odometry kept for placing late results (s); keep it '
               'above result_timeout', 1.0, 600.0, read_only=True),
 )
