@@ -6,6 +6,7 @@ A change is validated by building the same PlannerConfig that start-up builds.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from vln_ros.core.planner import PlannerConfig
@@ -49,7 +50,7 @@ CONFIG_SPECS = LIMIT_SPECS + (
               'progress: stop and report blocked (0: never)', 0.0, 60.0),
     ParamSpec('sweep_step', 0.9, 'A turn answer after a turn the same way (a search sweep) '
               'turns at least this far (rad; 0: as the answer says); keep it below the '
-              "camera's horizontal field of view", 0.0, 3.14159),
+              "camera's horizontal field of view", 0.0, math.pi),
     ParamSpec('history_length', 30.0, 'Odometry kept for placing late results (s); keep it '
               'above result_timeout', 1.0, 600.0, read_only=True),
 )
