@@ -9,8 +9,10 @@ from test.unit.test_collision_guard import BOX, DECEL, wall_ahead, wall_beside
 from test.unit.test_planner import Sim, active_planner, result, speed, wp
 from test.unit.test_planner_guard import ScanningSim, guarded_planner
 from vln_ros.core.collision.detour import choose_detour
-from vln_ros.core.collision.footprint import Footprint
+from vln_ros.core.collision.footprint import Footprint, circle_footprint, parse_footprint
 from vln_ros.core.collision.guard import CollisionGuard, GuardConfig
+from vln_ros.core.collision.guarded_output import GuardedOutput
+from vln_ros.core.collision.obstacle_memory import ObstacleMemory
 from vln_ros.core.collision.stuck import StuckDetector
 from vln_ros.core.geometry import Pose2D
 
@@ -136,3 +138,89 @@ def test_the_detour_goes_round_the_box_not_into_its_corner():
                     for y in np.arange(-0.4, 0.1, 0.03)])
     detour = choose_detour(g, box, (1.8, -0.1), 0.5, 0.8)
     assert detour is not None and detour.wz > 0.0  # left, past the box's free side
+
+
+
+def _block(x0, x1, y0, y1, step=0.03):
+    return np.array([[x, y] for x in np.arange(x0, x1, step) for y in np.arange(y0, y1, step)])
+
+
+def _round_guard():
+    # The simulator's round robot (radius 0.3 m): a 16-gon, whose corners sweep 6 mm past
+    # its edges when it turns on the spot.
+    return CollisionGuard(GuardConfig(footprint=parse_footprint(circle_footprint(0.3))))
+
+
+def test_a_goal_just_past_a_box_face_leads_round_it_and_one_inside_a_room_wall_does_not():
+    from vln_ros.core.collision.way_field import WayField
+    # The scan sees the box's near face; the model's 1 m waypoint ends 0.2 m past it, in the
+    # grown face. The nearest free cells lie behind the face, so the way goes round it.
+    face = np.array([[0.5, y] for y in np.arange(-0.3, 0.31, 0.02)])
+    field = WayField(face, (0.7, 0.0), 0.25)
+    assert math.isfinite(field.start_cost())
+    assert field.cost(0.5, 0.7) < field.cost(0.2, 0.0)  # beside the box is on the way
+    # A goal deep in a box the scan sees whole: the way leads past it along the path's
+    # heading, round the box, not to the face in front.
+    box = _block(0.5, 1.2, -0.3, 0.31)
+    field = WayField(box, (0.9, 0.0), 0.25, heading=0.0)
+    assert field.cost(0.9, 0.7) < field.cost(0.2, 0.0)
+    # A goal inside a wall that spans the field: past it lies nothing reachable, so there is
+    # no way round (the robot stops short); without the path's heading, the way ends at the
+    # wall's near side, straight ahead.
+    wall = np.array([[1.0 + dx, y] for dx in (0.0, 0.02) for y in np.arange(-3.0, 3.0, 0.02)])
+    assert WayField(wall, (1.0, 0.0), 0.25, heading=0.0).start_cost() == math.inf
+    field = WayField(wall, (1.0, 0.0), 0.25)
+    assert field.start_cost() == pytest.approx(1.0, abs=0.15)
+    assert field.cost(0.4, 0.0) < field.start_cost() < field.cost(0.0, 0.5)
+
+
+def test_a_robot_facing_a_box_turns_on_the_spot_towards_the_way_round():
+    # The box's face is 3 cm off the footprint's front edge, and the box reaches farther
+    # right: no arc fits without driving at it first, so the detour is a turn on the spot,
+    # to the left, and the guard lets it through.
+    g = _round_guard()
+    face = np.array([[0.33, y] for y in np.arange(-1.0, 0.2, 0.02)])
+    detour = choose_detour(g, face, (0.5, 0.0), 0.5, 0.8)
+    assert detour is not None and detour.vx == 0.0 and detour.wz > 0.0
+    assert g.check(detour.vx, 0.0, detour.wz, face, DECEL).state == 'clear'
+    # A face as wide on both sides: the side of the last turn is kept, so that the choice
+    # does not flip with the scan's noise.
+    face = np.array([[0.33, y] for y in np.arange(-0.4, 0.41, 0.02)])
+    for side in (1.0, -1.0):
+        kept = choose_detour(g, face, (0.5, 0.0), 0.5, 0.8, side=side)
+        assert kept is not None and kept.vx == 0.0 and kept.wz * side > 0.0
+
+
+def test_a_turn_on_the_spot_that_takes_a_corner_away_from_a_point_is_allowed():
+    g = _round_guard()
+    # A point just off an edge of the 16-gon, 3 degrees past its corner at 11.25 degrees:
+    # inside the circle the corners sweep. Turning left brings that corner onto it; turning
+    # right takes the corner away.
+    a = math.radians(11.25 + 3.0)
+    point = np.array([[0.3045 * math.cos(a), 0.3045 * math.sin(a)]])
+    assert g.footprint.distance(point)[0] > 0.0
+    assert math.hypot(*point[0]) < g.footprint.radius
+    assert g.check(0.0, 0.0, 0.5, point, DECEL).state == 'stop'
+    assert g.check(0.0, 0.0, -0.5, point, DECEL).state == 'clear'
+
+
+def test_planner_drives_round_a_box_its_path_ends_just_behind():
+    # The model does not see the box; its 1 m waypoint ends 0.1 m past the box's near face,
+    # inside the face as the guard grows it. The planner drives round the box instead of
+    # stopping in front of it.
+    box = _block(0.9, 1.3, -0.5, 0.2)
+    planner = active_planner()
+    g = _round_guard()
+    planner.guard = GuardedOutput(g, ObstacleMemory(['scan'], 0.5))
+    sim = ScanningSim(planner, box)
+    planner.on_result(result(0.0, [wp(0.5), wp(1.0)]), 0.0)
+    clearances = []
+
+    def watch(cmd):
+        clearances.append(g.footprint.distance(_to_base(box, sim.pose)).min())
+        return sim.pose.x > 1.0
+    sim.run(20.0, until=watch)
+    states = {c.guard.state for _, c in sim.commands if c.guard is not None}
+    assert 'detour' in states
+    assert sim.pose.x > 1.0 and sim.pose.y > 0.4  # level with the box, on its free side
+    assert min(clearances) > 0.0

@@ -399,7 +399,8 @@ class Planner:
         else:
             end = self._path[-1].relative_to(pose) if self._path else None
             out, stopped = self.guard.tracking(target, self._limiter, dt, now, pose,
-                                               (end.x, end.y) if end is not None else None)
+                                               (end.x, end.y) if end is not None else None,
+                                               end.yaw if end is not None else None)
         if cfg.stuck_timeout > 0.0 and stopped != 'stale_sensor' \
                 and self._stuck.update(now, target, pose):
             # Asked to move, and not moving: stop, and let the next answer choose another way.

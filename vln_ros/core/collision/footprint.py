@@ -15,7 +15,7 @@ import numpy as np
 __all__ = ['Footprint', 'circle_footprint', 'parse_footprint']
 
 
-def circle_footprint(radius: float, sides: int = 8) -> str:
+def circle_footprint(radius: float, sides: int = 16) -> str:
     """The footprint text of a regular polygon that encloses a round robot of ``radius``."""
     outer = radius / math.cos(math.pi / sides)
     vertices = [[round(outer * math.cos(math.pi * (2 * k + 1) / sides), 4),

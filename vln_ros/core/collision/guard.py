@@ -5,7 +5,8 @@ walls and door frames on a 5-8 s model:
 - stop zone (``stop_margin`` around the footprint): a point there that the command would
   bring closer stops the robot at once, as the e-stop does. A command that moves away from
   every such point is let through, so a robot that ended up close to a wall can leave it.
-  A turn in place is allowed only while nothing lies inside the circle it sweeps.
+  A turn in place is allowed while nothing lies inside the circle it sweeps, or while the
+  turn brings nothing there closer (the same rule, for what a corner can reach).
 - slowdown zone (``slowdown_margin``): a point there that the command approaches scales the
   command by ``slowdown_ratio`` (driving along a corridor wall is not slowed).
 - approach: the command is simulated forward for ``time_before_collision`` seconds; if the
@@ -159,10 +160,12 @@ class CollisionGuard:
         """The stop rule: a turn with its circle occupied, or a move into the stop zone."""
         cfg = self.config
         if speed < _STILL_LINEAR:
-            # Only what the footprint can sweep blocks a turn: a stop margin here would pin
-            # a robot that stopped next to a wall, unable to turn away from it.
-            radius = self.footprint.radius
-            return bool(np.any(np.hypot(points[:, 0], points[:, 1]) <= radius))
+            # Only what the footprint can sweep blocks a turn, and only when the turn brings
+            # it closer: a stop margin here would pin a robot that stopped next to a wall,
+            # and with a polygon's corners reaching past its edges, a wall a few centimetres
+            # off an edge lies inside the swept circle though turning one way leaves it.
+            swept = np.hypot(points[:, 0], points[:, 1]) <= self.footprint.radius
+            return bool(np.any(self._approached(points, distance, swept, vx, vy, wz)))
         near = distance <= cfg.stop_margin
         return bool(np.any(self._approached(points, distance, near, vx, vy, wz)))
 

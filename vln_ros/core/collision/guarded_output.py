@@ -57,13 +57,13 @@ class GuardedOutput:
                            pose)
 
     def tracking(self, target: Twist3, limiter: VelocityLimiter, dt: float, now: float,
-                 pose: Pose2D | None,
-                 goal: tuple[float, float] | None = None) -> tuple[Twist3, str | None]:
+                 pose: Pose2D | None, goal: tuple[float, float] | None = None,
+                 heading: float | None = None) -> tuple[Twist3, str | None]:
         """Return the command to send for a tracking ``target``, and a stop reason.
 
         The reason is 'stale_sensor' or 'obstacle' when the guard stopped the robot, None when
         the command went through (maybe scaled, or replaced by a detour towards ``goal``, the
-        path's end in the base frame).
+        path's end in the base frame, where the path heads ``heading``).
         """
         self.stale_sources = self.memory.stale(now)
         points = self.memory.points(pose)
@@ -72,7 +72,7 @@ class GuardedOutput:
             return limiter.hard_stop(), 'stale_sensor'
         decel = limiter.limits.max_linear_acc
         self.verdict = self.guard.check(*target, points, decel)
-        detour = self._detour_for(target, goal, points, limiter, now)
+        detour = self._detour_for(target, goal, heading, points, limiter, now)
         if detour is not None:
             verdict = self.guard.check(detour.vx, 0.0, detour.wz, points, decel)
             if verdict.state != 'stop':
@@ -86,7 +86,8 @@ class GuardedOutput:
         return out, None
 
     def _detour_for(self, target: Twist3, goal: tuple[float, float] | None,
-                    points: np.ndarray, limiter: VelocityLimiter, now: float) -> Detour | None:
+                    heading: float | None, points: np.ndarray, limiter: VelocityLimiter,
+                    now: float) -> Detour | None:
         """The arc to drive instead of ``target`` when its way to the goal is blocked."""
         if goal is None:
             self._detour = None
@@ -106,8 +107,10 @@ class GuardedOutput:
             return None
         if self._detour is None or now - self._detour_at >= _REPLAN_S:
             lim = limiter.limits
+            last = self._detour
+            side = math.copysign(1.0, last.wz) if last is not None and last.vx == 0.0 else 0.0
             self._detour = choose_detour(self.guard, points, goal, lim.max_linear_vel,
-                                         lim.max_angular_vel)
+                                         lim.max_angular_vel, side=side, heading=heading)
             self._detour_at = now
         return self._detour
 

@@ -8,7 +8,8 @@ inscribed radius and the stop margin. The grid is small (5 m square, 10 cm cells
 computed only while a detour is searched. A goal inside the grid is the only start of the
 wavefront, so a wall that runs past the grid has no way round: the robot stops short of it
 rather than following it into the unknown. For a goal outside the grid, the way is taken to
-be straight beyond it: the border cells start at their straight-line distance.
+be straight beyond it: the border cells start at their straight-line distance; for a goal
+inside an obstacle, the free cell past it along the path does (or the ones nearest it).
 """
 from __future__ import annotations
 
@@ -19,13 +20,19 @@ import numpy as np
 __all__ = ['WayField']
 
 _SQRT2 = math.sqrt(2.0)
+# For a goal inside an obstacle: how far (m) past it along the path a free cell is looked
+# for (a box, not a wall), and, failing that, how many cells farther than the nearest free
+# cell still count as nearest (a cell's width of rounding either way).
+_BEYOND = 1.5
+_NEAREST = 1.5
 
 
 class WayField:
     """Path length (m) to ``goal`` from each cell; ``cost(x, y)`` looks it up."""
 
     def __init__(self, points: np.ndarray, goal: tuple[float, float], grow: float,
-                 half_size: float = 2.5, cell: float = 0.1) -> None:
+                 half_size: float = 2.5, cell: float = 0.1,
+                 heading: float | None = None) -> None:
         self.cell = float(cell)
         self.half = float(half_size)
         n = int(round(2.0 * half_size / cell))
@@ -56,7 +63,37 @@ class WayField:
             cost[seed] = straight[seed]
         elif not blocked[gi, gj]:
             cost[gi, gj] = 0.0
+        elif np.any(~blocked):
+            # The goal lies in a grown obstacle: a 1 m waypoint of a model that does not see
+            # the box ends in it or just behind its near face. Where the path goes on
+            # (``heading``, the path's direction at its end) past the obstacle within
+            # _BEYOND, the way leads there, round the box; behind a wall across the room
+            # that cell is not reachable, and the robot stops short. Otherwise the way
+            # leads to the free cells nearest the goal, each seeded with its distance to
+            # it: in front of a target the goal lies just short of.
+            past = self._past(gi, gj, blocked, heading)
+            if past is not None:
+                cost[past] = straight[past]
+            else:
+                near = ~blocked & (straight <= straight[~blocked].min() + _NEAREST * cell)
+                cost[near] = straight[near]
         self.cost_grid = self._relax(cost, blocked)
+
+    def _past(self, gi: int, gj: int, blocked: np.ndarray,
+              heading: float | None) -> tuple[int, int] | None:
+        """The first free cell from the goal's cell along ``heading``, within _BEYOND m."""
+        if heading is None or not math.isfinite(heading):
+            return None
+        x0 = (gi + 0.5) * self.cell - self.half
+        y0 = (gj + 0.5) * self.cell - self.half
+        c, s = math.cos(heading), math.sin(heading)
+        for k in range(1, int(_BEYOND / (0.5 * self.cell)) + 1):
+            i, j = self._index(x0 + 0.5 * self.cell * k * c, y0 + 0.5 * self.cell * k * s)
+            if i is None:
+                return None  # past the field's edge: nothing known to go round
+            if not blocked[i, j]:
+                return i, j
+        return None
 
     def _index(self, x: float, y: float) -> tuple[int | None, int | None]:
         i = int(math.floor((x + self.half) / self.cell))
