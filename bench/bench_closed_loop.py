@@ -33,7 +33,10 @@ reserve_domain_id()
 
 from vln_ros.sim.demo import run_scenario  # noqa: E402
 
-SCENARIOS = ('corridor_door', 'turn_to_landmark', 'switch_mid_way', 'l_corridor', 'two_doors')
+SCENARIOS = ('corridor_door', 'turn_to_landmark', 'switch_mid_way', 'l_corridor', 'two_doors',
+             # The obstacle guard's: a box the model does not see (twice) and a wall it
+             # sends the robot into (success: stopping short).
+             'box_in_the_way', 'box_slides_in', 'wall_ahead')
 PROFILES = ('ideal', 'realistic', 'harsh')
 
 
