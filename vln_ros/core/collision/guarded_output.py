@@ -107,8 +107,9 @@ class GuardedOutput:
             return None
         if self._detour is None or now - self._detour_at >= _REPLAN_S:
             lim = limiter.limits
-            last = self._detour
-            side = math.copysign(1.0, last.wz) if last is not None and last.vx == 0.0 else 0.0
+            last = self._detour  # a turn on the spot (not a hold) keeps its side
+            turning = last is not None and last.vx == 0.0 and last.wz != 0.0
+            side = math.copysign(1.0, last.wz) if turning else 0.0
             self._detour = choose_detour(self.guard, points, goal, lim.max_linear_vel,
                                          lim.max_angular_vel, side=side, heading=heading)
             self._detour_at = now
