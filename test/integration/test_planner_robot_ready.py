@@ -120,7 +120,8 @@ def test_estop_survives_a_planner_restart(procs, ros):
     # The same robot (same ROS_HOME and namespace) starts a new planner: still engaged.
     planner = procs.start_node('planner_node', params={'result_timeout': 3.0})
     planner.wait_for_output('planner ready', 30)
-    assert 'e-stop engaged as persisted' in planner.output()
+    # The persisted e-stop is logged just after 'planner ready': wait for it, not read at once.
+    assert 'e-stop engaged as persisted' in planner.wait_for_output('e-stop engaged', 15)
     fresh = ros.collect(Bool, ESTOP_STATE_TOPIC, LATCHED_QOS)
     ros.wait_until(lambda: fresh, 15)
     assert fresh[-1].data is True
