@@ -59,14 +59,18 @@ def test_stuck_detection_can_be_turned_off():
     assert 'blocked' not in {c.reason for _, c in sim.commands}
 
 
+def _block(x0, x1, y0, y1, step=0.03):
+    """A box's points, filled on a 3 cm grid (m, base frame)."""
+    return np.array([[x, y] for x in np.arange(x0, x1, step) for y in np.arange(y0, y1, step)])
+
+
 def guard():
     return CollisionGuard(GuardConfig(footprint=BOX))
 
 
 def test_detour_goes_round_a_box_on_the_straight_line():
     # 0.55 m in front of the footprint: in the way, with room to turn.
-    box = np.array([[x, y] for x in np.arange(0.9, 1.2, 0.03)
-                    for y in np.arange(-0.3, 0.31, 0.03)])
+    box = _block(0.9, 1.2, -0.3, 0.31)
     detour = choose_detour(guard(), box, (2.5, 0.0), 0.5, 0.8)
     assert detour is not None and detour.progress > 0.05
     assert abs(detour.wz) > 0.1  # it turns away from the straight line
@@ -78,8 +82,7 @@ def test_no_detour_through_a_wall():
 
 
 def test_planner_drives_round_a_box_to_the_waypoint_beyond_it():
-    box = np.array([[x, y] for x in np.arange(1.0, 1.3, 0.03)
-                    for y in np.arange(-0.25, 0.26, 0.03)])
+    box = _block(1.0, 1.3, -0.25, 0.26)
     planner = guarded_planner()
     sim = ScanningSim(planner, box)
     planner.on_result(result(0.0, [wp(1.0)]), 0.0)
@@ -114,8 +117,7 @@ def test_detour_is_not_needed_along_a_wall(y):
 
 def test_the_way_field_goes_round_a_box_and_knows_a_room_wall_has_no_way_round():
     from vln_ros.core.collision.way_field import WayField
-    box = np.array([[x, y] for x in np.arange(1.0, 1.3, 0.03)
-                    for y in np.arange(-0.25, 0.26, 0.03)])
+    box = _block(1.0, 1.3, -0.25, 0.26)
     field = WayField(box, (2.2, 0.0), 0.25)
     straight = 2.2
     assert field.start_cost() > straight + 0.1  # round the box, so longer than straight
@@ -134,15 +136,11 @@ def test_the_detour_goes_round_the_box_not_into_its_corner():
     # Straight-line progress picks the arc that hugs the corner until the robot stands in
     # it; progress along the way field keeps a way open past the box.
     g = CollisionGuard(GuardConfig(footprint=BOX))
-    box = np.array([[x, y] for x in np.arange(0.8, 1.1, 0.03)
-                    for y in np.arange(-0.4, 0.1, 0.03)])
+    box = _block(0.8, 1.1, -0.4, 0.1)
     detour = choose_detour(g, box, (1.8, -0.1), 0.5, 0.8)
     assert detour is not None and detour.wz > 0.0  # left, past the box's free side
 
 
-
-def _block(x0, x1, y0, y1, step=0.03):
-    return np.array([[x, y] for x in np.arange(x0, x1, step) for y in np.arange(y0, y1, step)])
 
 
 def _round_guard():
